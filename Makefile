@@ -1,0 +1,148 @@
+# muxlab — build, grade, self-test, docs and benchmarks.
+#
+#   make                 build every lab, solution, fixture and the grader
+#   make grade           grade every lab in labs/ (LAB=NN for one, SERVER=path for any binary)
+#   make test            self-test: solutions pass, broken fixtures and skeletons fail
+#   make docs            build the documentation into build/docs
+#   make bench           measure the I/O models side by side (build/bench)
+#   make sanitize        the same self-test with ASan/UBSan (build/asan) and TSan (build/tsan)
+#
+# Every program is one .cpp file: labs/NN-name/X.cpp and solutions/NN-name/X.cpp
+# build to build/{labs,solutions}/NN-name/X. A broken variant of a solution is a
+# patch: tests/fixtures/NN-name/BUG.patch applies to solutions/NN-name/server.cpp
+# and builds to build/tests/fixtures/NN-name/BUG; a standalone fixture is a .cpp.
+
+CXX      ?= g++
+BUILD    ?= build
+SAN      ?=
+OPT      ?= -O2
+CXXFLAGS ?= $(OPT) -g
+CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -pthread -MMD -MP
+CPPFLAGS += -Icommon/include -Itests
+LDFLAGS  += -pthread
+ifneq ($(SAN),)
+CXXFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=$(SAN)
+endif
+NPROC    := $(shell nproc 2>/dev/null || echo 2)
+
+.DEFAULT_GOAL := all
+.DELETE_ON_ERROR:
+.SECONDARY:
+.SECONDEXPANSION:
+.SUFFIXES:
+
+# ---- the shared helper library ------------------------------------------------
+COMMON_SRC := $(wildcard common/src/*.cpp)
+COMMON_OBJ := $(COMMON_SRC:%.cpp=$(BUILD)/%.o)
+COMMON_LIB := $(BUILD)/common/libmuxlab.a
+
+$(COMMON_LIB): $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+# ---- labs and solutions: one program per .cpp ----------------------------------
+LAB_SRC       := $(wildcard labs/*/*.cpp)
+SOLUTION_SRC  := $(wildcard solutions/*/*.cpp)
+LAB_BIN       := $(LAB_SRC:%.cpp=$(BUILD)/%)
+SOLUTION_BIN  := $(SOLUTION_SRC:%.cpp=$(BUILD)/%)
+
+$(BUILD)/labs/%: $(BUILD)/labs/%.o $(COMMON_LIB)
+	$(CXX) $(LDFLAGS) $^ -o $@
+$(BUILD)/solutions/%: $(BUILD)/solutions/%.o $(COMMON_LIB)
+	$(CXX) $(LDFLAGS) $^ -o $@
+
+# ---- broken variants (test fixtures) --------------------------------------------
+FIXTURE_PATCHES := $(wildcard tests/fixtures/*/*.patch)
+FIXTURE_SRC     := $(wildcard tests/fixtures/*/*.cpp)
+FIXTURE_BIN     := $(FIXTURE_PATCHES:%.patch=$(BUILD)/%) $(FIXTURE_SRC:%.cpp=$(BUILD)/%)
+
+# A patched copy of the stage's reference; the patch text says what the bug is.
+$(BUILD)/tests/fixtures/%.cpp: tests/fixtures/%.patch solutions/$$(*D)/server.cpp
+	@mkdir -p $(@D)
+	patch --quiet --force -o $@ solutions/$(*D)/server.cpp < $<
+$(BUILD)/tests/fixtures/%.o: $(BUILD)/tests/fixtures/%.cpp
+	$(CXX) $(CPPFLAGS) -Isolutions/$(*D) $(CXXFLAGS) -c $< -o $@
+$(BUILD)/tests/fixtures/%: $(BUILD)/tests/fixtures/%.o $(COMMON_LIB)
+	$(CXX) $(LDFLAGS) $^ -o $@
+.PRECIOUS: $(BUILD)/tests/fixtures/%.cpp
+
+# ---- the harness and the grader ---------------------------------------------------
+HARNESS_SRC := $(wildcard tests/harness/*.cpp)
+STAGE_SRC   := $(wildcard tests/stages/*.cpp)
+GRADER_SRC  := $(wildcard tests/grader/*.cpp)
+UNIT_SRC    := $(wildcard tests/unit/*.cpp)
+HARNESS_LIB := $(BUILD)/tests/libharness.a
+GRADER      := $(BUILD)/tests/muxlab-grade
+UNIT_TESTS  := $(BUILD)/tests/unit-tests
+RUBRIC_CPP  := $(BUILD)/tests/rubric_text.cpp
+GTEST_LIBS  := -lgtest
+
+$(HARNESS_LIB): $(HARNESS_SRC:%.cpp=$(BUILD)/%.o)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+# The rubric is compiled in, so a grader binary carries its own points.
+$(RUBRIC_CPP): tests/rubric.txt
+	@mkdir -p $(@D)
+	{ echo 'namespace muxlab::grader { extern const char kRubricText[] = R"rubric('; \
+	  cat $<; echo ')rubric"; }'; } > $@
+
+$(GRADER): $(STAGE_SRC:%.cpp=$(BUILD)/%.o) $(GRADER_SRC:%.cpp=$(BUILD)/%.o) \
+           $(RUBRIC_CPP:%.cpp=%.o) $(HARNESS_LIB) $(COMMON_LIB)
+	$(CXX) $(LDFLAGS) $^ $(GTEST_LIBS) -o $@
+
+$(UNIT_TESTS): $(UNIT_SRC:%.cpp=$(BUILD)/%.o) $(HARNESS_LIB) $(COMMON_LIB)
+	$(CXX) $(LDFLAGS) $^ $(GTEST_LIBS) -lgtest_main -o $@
+
+$(BUILD)/tests/rubric_text.o: $(RUBRIC_CPP)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+TOOLS_SRC := $(wildcard tools/*.cpp)
+TOOLS_BIN := $(TOOLS_SRC:%.cpp=$(BUILD)/%)
+$(BUILD)/tools/%: $(BUILD)/tools/%.o $(COMMON_LIB)
+	$(CXX) $(LDFLAGS) $^ -o $@
+
+# ---- top-level targets --------------------------------------------------------------
+.PHONY: all labs solutions fixtures grader deps grade test check sanitize docs bench clean
+
+all: solutions labs fixtures grader $(UNIT_TESTS) $(TOOLS_BIN)
+labs: $(LAB_BIN)
+solutions: $(SOLUTION_BIN)
+fixtures: $(FIXTURE_BIN)
+grader: $(GRADER)
+
+# Installs what the kit needs on Debian when it is missing (or says what to run).
+deps:
+	@tools/install-deps
+
+# Grade the labs (or one binary). Labs that do not compile are graded as failing.
+LAB    ?=
+SERVER ?=
+GRADE_FLAGS ?=
+grade: deps
+	@$(MAKE) --no-print-directory grader
+	@$(MAKE) --no-print-directory -k labs || true
+	@$(GRADER) --labs-dir $(BUILD)/labs $(if $(LAB),--lab $(LAB)) \
+	    $(if $(SERVER),--server $(SERVER)) $(GRADE_FLAGS)
+
+# The self-test: unit tests, then every check in tools/selftest, in parallel.
+test check: deps
+	@$(MAKE) --no-print-directory -j$(NPROC) all
+	@tools/selftest --build $(BUILD) --jobs $(NPROC)
+
+sanitize: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined OPT=-O1 test
+	@$(MAKE) --no-print-directory BUILD=build/tsan SAN=thread OPT=-O1 test
+
+clean:
+	rm -rf build
+
+# Stage-independent extras (docs, bench, batch grading) keep their rules in mk/.
+-include $(wildcard mk/*.mk)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
