@@ -1,0 +1,244 @@
+#include "harness/battery.hpp"
+
+#include <poll.h>
+
+#include <vector>
+
+namespace muxlab::test::battery {
+namespace {
+
+std::string seconds(Millis limit) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(limit.count()) / 1000.0);
+    return text;
+}
+
+/// Runs @p program with @p flag, waits for it to exit; returns the process for its output.
+std::unique_ptr<ServerProcess> run_with_flag(const std::string& program, const std::string& flag,
+                                             std::optional<ExitReport>* exit) {
+    LaunchOptions options;
+    options.args = {flag};
+    options.ready_prefixes = {};
+    auto process = std::make_unique<ServerProcess>(program, options);
+    *exit = process->wait_exit(answer_limit());
+    process->wait_output_closed(answer_limit());
+    return process;
+}
+
+}  // namespace
+
+void help_exits_zero(const std::string& program) {
+    std::optional<ExitReport> exit;
+    auto process = run_with_flag(program, "--help", &exit);
+    ASSERT_TRUE(process->failure().empty()) << process->failure();
+    ASSERT_TRUE(exit.has_value()) << "`SERVER --help` was still running after " << seconds(answer_limit())
+                                  << ": --help must print the usage and exit";
+    EXPECT_TRUE(exit->exited && exit->exit_status == 0)
+        << "`SERVER --help` " << exit->describe() << "; it must exit with status 0"
+        << process->stderr_tail();
+    EXPECT_NE(process->stdout_text().find("usage"), std::string::npos)
+        << "`SERVER --help` must print a usage text (containing \"usage\") on stdout; stdout was "
+        << printable(process->stdout_text());
+}
+
+void bad_option_exits_two(const std::string& program) {
+    std::optional<ExitReport> exit;
+    auto process = run_with_flag(program, "--no-such-option", &exit);
+    ASSERT_TRUE(process->failure().empty()) << process->failure();
+    ASSERT_TRUE(exit.has_value()) << "`SERVER --no-such-option` was still running after "
+                                  << seconds(answer_limit()) << ": a bad option must be rejected at once";
+    EXPECT_TRUE(exit->exited && exit->exit_status == 2)
+        << "`SERVER --no-such-option` " << exit->describe()
+        << "; a bad option must exit with status 2 (the usage-error convention)";
+    EXPECT_FALSE(process->stderr_text().empty())
+        << "`SERVER --no-such-option` must say what is wrong on stderr";
+}
+
+void sigterm_stops(ServerProcess& server) {
+    auto exit = server.terminate(answer_limit());
+    EXPECT_TRUE(exit.has_value()) << "the server was still running " << seconds(answer_limit())
+                                  << " after SIGTERM: do not block or ignore SIGTERM (or, if you "
+                                     "handle it, make the main loop notice it and exit)";
+}
+
+void echoes_line(const Endpoint& server) {
+    Client alice = Client::connect(server, "alice");
+    ASSERT_TRUE(alice.send("hello, echo\n"));
+    EXPECT_TRUE(alice.expect("hello, echo\n")) << "\n  hint: read from the client and write the same bytes back";
+}
+
+void echoes_binary(const Endpoint& server) {
+    Client alice = Client::connect(server, "alice");
+    std::string all_bytes = binary_payload(256);
+    all_bytes += std::string("\0\0\n\0", 4);
+    ASSERT_TRUE(alice.send(all_bytes));
+    EXPECT_TRUE(alice.expect(all_bytes))
+        << "\n  hint: echo is binary-safe: use the byte count read() returned, never strlen() or "
+           "string functions that stop at NUL";
+}
+
+void echoes_drip_fed(const Endpoint& server) {
+    Client alice = Client::connect(server, "alice");
+    std::string message = "one byte at a time\n";
+    for (char byte : message) ASSERT_TRUE(alice.send(std::string(1, byte)));
+    EXPECT_TRUE(alice.expect(message))
+        << "\n  hint: TCP delivers a byte stream, not messages: one read() may return a single byte";
+}
+
+void half_close(const Endpoint& server) {
+    Client alice = Client::connect(server, "alice");
+    ASSERT_TRUE(alice.send("last words"));
+    alice.shutdown_write();
+    EXPECT_TRUE(alice.expect("last words"))
+        << "\n  hint: after the client's shutdown(SHUT_WR), echo what is left before closing";
+    EXPECT_TRUE(alice.expect_closed())
+        << "\n  hint: read() returning 0 means the client is done sending: close the socket then "
+           "(every process holding it must close it)";
+}
+
+void sequential_clients(const Endpoint& server) {
+    for (int i = 0; i < 3; ++i) {
+        std::string name = "client" + std::to_string(i + 1);
+        Client client = Client::connect(server, name);
+        std::string line = "hello from " + name + "\n";
+        ASSERT_TRUE(client.send(line));
+        ASSERT_TRUE(client.expect(line)) << "\n  hint: after one client leaves, go back to accept() the next";
+    }
+}
+
+void pipelined_lines(const Endpoint& server) {
+    Client alice = Client::connect(server, "alice");
+    ASSERT_TRUE(alice.send("first line\nsecond line\n"));
+    EXPECT_TRUE(alice.expect("first line\nsecond line\n"))
+        << "\n  hint: one read() may hold two lines: echo everything it returned";
+}
+
+void megabyte_burst(const Endpoint& server) {
+    Client alice = Client::connect(server, "alice");
+    std::string burst = binary_payload(1 << 20, 7);
+    ASSERT_TRUE(alice.send(burst, answer_limit() * 2))
+        << "\n  hint: the server stopped reading during a 1 MiB burst";
+    EXPECT_TRUE(alice.expect(burst, answer_limit() * 2))
+        << "\n  hint: after a 1 MiB burst the echo was incomplete or wrong: handle partial writes "
+           "(write() may take fewer bytes than asked) and keep reading until the data ends";
+}
+
+void survives_reset(ServerProcess& server) {
+    {
+        ConnectOptions small_buffer;
+        small_buffer.receive_buffer = 4096;  // fills fast, so the server ends up blocked writing to us
+        Client rude = Client::connect(server.endpoint(), "rude", small_buffer);
+        std::string junk = binary_payload(1 << 16, 3);
+        Deadline limit(answer_limit());
+        for (size_t total = 0; total < (16u << 20) && !limit.expired();) {
+            size_t sent = rude.send_some(junk);
+            total += sent;
+            if (sent < junk.size()) {
+                pollfd p{rude.fd(), POLLOUT, 0};
+                if (poll(&p, 1, static_cast<int>(quiet_window().count())) == 0) break;  // server stopped reading
+            }
+        }
+        rude.reset();  // RST while the server still has our bytes to echo
+    }
+    Client polite = Client::connect(server.endpoint(), "polite");
+    ASSERT_TRUE(polite.send("still there?\n"));
+    bool answered = polite.expect("still there?\n");
+    auto exit = server.wait_exit(Millis(0));
+    ASSERT_FALSE(exit.has_value())
+        << "a client sent data and then aborted with RST (SO_LINGER 0), and the server "
+        << exit->describe()
+        << ".\n  hint: writing to a reset connection raises SIGPIPE, which kills the process: use "
+           "send(..., MSG_NOSIGNAL) or ignore SIGPIPE, and treat EPIPE/ECONNRESET as the end of "
+           "that one client"
+        << server.stderr_tail();
+    EXPECT_TRUE(answered) << "after one client aborted with RST, the next client was not served"
+                          << server.stderr_tail();
+}
+
+void short_sessions_no_fd_growth(ServerProcess& server, int sessions) {
+    auto count_fds = [&] {
+        auto entries = proc::fds(server.pid());
+        return entries ? static_cast<long>(entries->size()) : -1L;
+    };
+    long baseline = count_fds();
+    for (int i = 0; i < sessions; ++i) {
+        Client client = Client::connect(server.endpoint(), "session " + std::to_string(i + 1));
+        ASSERT_TRUE(client.send("hi\n"));
+        ASSERT_TRUE(client.expect("hi\n")) << "(session " << i + 1 << " of " << sessions << ")";
+        client.close();
+    }
+    if (baseline < 0) GTEST_SKIP() << "fd growth check skipped: cannot read /proc/" << server.pid() << "/fd";
+    long now = count_fds();
+    bool settled = eventually(answer_limit(), [&] {
+        now = count_fds();
+        return now <= baseline + 2;
+    });
+    EXPECT_TRUE(settled) << "after " << sessions << " short sessions, all closed by the clients, the server "
+                         << "holds " << now << " fds (it held " << baseline << " when idle at start)."
+                         << "\n  hint: close each client's socket when the client leaves (read() "
+                            "returned 0 or an error); see /proc/" << server.pid() << "/fd";
+}
+
+void partial_line_does_not_block_others(const Endpoint& server) {
+    Client alice = Client::connect(server, "A");
+    ASSERT_TRUE(alice.send("half a li"));
+    Client bob = Client::connect(server, "B");
+    ASSERT_TRUE(bob.send("ping\n"));
+    EXPECT_TRUE(bob.expect("ping\n"))
+        << "\n  hint: client B waited " << seconds(answer_limit())
+        << " while client A had sent half a line: your server blocks reading A (waiting for "
+           "the rest of a line, or in a blocking read()); serve whatever is ready";
+    ASSERT_TRUE(alice.send("ne\n"));
+    EXPECT_TRUE(alice.expect("half a line\n"));
+}
+
+void drip_feeder_does_not_block_others(const Endpoint& server) {
+    Client alice = Client::connect(server, "A");
+    Client bob = Client::connect(server, "B");
+    std::string slow = "drip";
+    for (size_t i = 0; i < slow.size(); ++i) {
+        ASSERT_TRUE(alice.send(slow.substr(i, 1)));
+        std::string line = "B's line " + std::to_string(i) + "\n";
+        ASSERT_TRUE(bob.send(line));
+        ASSERT_TRUE(bob.expect(line))
+            << "\n  hint: while A sends one byte at a time, B must still be served promptly";
+    }
+    EXPECT_TRUE(alice.expect(slow));
+}
+
+void stopped_reader_does_not_block_others(const Endpoint& server) {
+    ConnectOptions small_buffer;
+    small_buffer.receive_buffer = 4096;
+    Client alice = Client::connect(server, "A (never reads)", small_buffer);
+    std::string flood = binary_payload(16u << 20, 5);
+    size_t sent = 0;
+    Deadline limit(answer_limit());
+    while (sent < flood.size() && !limit.expired()) {
+        size_t now = alice.send_some(std::string_view(flood).substr(sent, 1 << 16));
+        sent += now;
+        if (now == 0) {
+            pollfd p{alice.fd(), POLLOUT, 0};
+            if (poll(&p, 1, static_cast<int>(quiet_window().count())) == 0) break;  // server stopped reading A
+        }
+    }
+    Client bob = Client::connect(server, "B");
+    ASSERT_TRUE(bob.send("are you there?\n"));
+    EXPECT_TRUE(bob.expect("are you there?\n"))
+        << "\n  hint: client A sent " << sent << " bytes and stopped reading; then client B waited "
+        << seconds(answer_limit()) << " for its echo: your server is stuck writing to A. Never "
+        << "block on one client's write: queue the rest and wait until the socket is writable";
+    EXPECT_TRUE(alice.expect(std::string_view(flood).substr(0, sent), answer_limit() * 2))
+        << "\n  hint: once A reads again it must get every byte it sent, in order, exactly once";
+}
+
+void many_clients_at_once(const Endpoint& server, int count) {
+    std::vector<Client> clients;
+    for (int i = 0; i < count; ++i) clients.push_back(Client::connect(server, "client " + std::to_string(i + 1)));
+    for (int i = 0; i < count; ++i) ASSERT_TRUE(clients[i].send("I am client " + std::to_string(i + 1) + "\n"));
+    for (int i = 0; i < count; ++i)
+        ASSERT_TRUE(clients[i].expect("I am client " + std::to_string(i + 1) + "\n"))
+            << "\n  hint: " << count << " clients connected and sent at once; each must get its own "
+            << "line back (accept every pending connection; keep each client's data separate)";
+}
+
+}  // namespace muxlab::test::battery

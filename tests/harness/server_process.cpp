@@ -1,0 +1,328 @@
+#include "harness/server_process.hpp"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace muxlab::test {
+namespace {
+
+constexpr size_t kOutputCap = 1 << 20;  // keep at most 1 MiB of each stream
+
+void close_fd(int& fd) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+}
+
+ExitReport report_from_status(int status) {
+    ExitReport report;
+    if (WIFEXITED(status)) {
+        report.exited = true;
+        report.exit_status = WEXITSTATUS(status);
+    } else if (WIFSIGNALED(status)) {
+        report.signaled = true;
+        report.signal = WTERMSIG(status);
+    }
+    return report;
+}
+
+/// Runs in the forked child: only async-signal-safe calls until execv.
+[[noreturn]] void exec_server(const std::vector<char*>& argv, const LaunchOptions& options,
+                              int out, int err, int exec_error) {
+    setpgid(0, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    struct sigaction defaults {};
+    defaults.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &defaults, nullptr);  // SIGPIPE too
+
+    int null = open("/dev/null", O_RDONLY);
+    dup2(null, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    // Only fds 0-2 are inherited; exec_error is close-on-exec and stays until execv.
+    if (exec_error > 3) close_range(3, static_cast<unsigned>(exec_error) - 1, 0);
+    close_range(static_cast<unsigned>(exec_error) + 1, ~0U, 0);
+
+    auto limit = [](int resource, std::optional<rlim_t> value) {
+        if (!value) return;
+        rlimit r{*value, *value};
+        setrlimit(resource, &r);
+    };
+    limit(RLIMIT_NOFILE, options.max_open_files);
+    limit(RLIMIT_CPU, options.cpu_seconds);
+    limit(RLIMIT_NPROC, options.max_processes);
+    limit(RLIMIT_AS, options.address_space);
+
+    execv(argv[0], argv.data());
+    int error = errno;
+    ssize_t ignored = write(exec_error, &error, sizeof error);
+    (void)ignored;
+    _exit(127);
+}
+
+}  // namespace
+
+std::string ExitReport::describe() const {
+    std::string text = "ended in an unknown way";
+    if (exited) {
+        text = "exited with status " + std::to_string(exit_status);
+    } else if (signaled) {
+        const char* name = sigabbrev_np(signal);
+        text = name != nullptr ? std::string("was killed by SIG") + name
+                               : "was killed by signal " + std::to_string(signal);
+    }
+    return needed_sigkill ? "ignored SIGTERM and " + text : text;
+}
+
+ServerProcess::ServerProcess(const std::string& program, const LaunchOptions& options) {
+    std::vector<std::string> words = {program, "-p", "0"};
+    words.insert(words.end(), options.args.begin(), options.args.end());
+    std::vector<char*> argv;
+    for (std::string& word : words) argv.push_back(word.data());
+    argv.push_back(nullptr);
+
+    int out[2], err[2], exec_error[2];
+    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 ||
+        pipe2(exec_error, O_CLOEXEC) != 0 || pipe2(wake_pipe_, O_CLOEXEC) != 0) {
+        failure_ = std::string("harness: pipe: ") + std::strerror(errno);
+        return;
+    }
+    pid_ = fork();
+    if (pid_ == 0) exec_server(argv, options, out[1], err[1], exec_error[1]);
+    ::close(out[1]);
+    ::close(err[1]);
+    ::close(exec_error[1]);
+    if (pid_ < 0) {
+        failure_ = std::string("harness: fork: ") + std::strerror(errno);
+        ::close(out[0]);
+        ::close(err[0]);
+        ::close(exec_error[0]);
+        return;
+    }
+    setpgid(pid_, pid_);  // also done by the child: whichever runs first wins the race
+    pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
+    stdout_pipe_ = out[0];
+    stderr_pipe_ = err[0];
+
+    int exec_errno = 0;
+    ssize_t got = read(exec_error[0], &exec_errno, sizeof exec_errno);  // EOF once execv succeeds
+    ::close(exec_error[0]);
+    drainer_ = std::thread([this] { drain_output(); });
+    if (got == sizeof exec_errno) {
+        failure_ = "cannot run server '" + program + "': " + std::strerror(exec_errno) +
+                   (exec_errno == ENOENT ? " (was it built? check the path)" : "");
+        stop();
+        return;
+    }
+    ready_ = wait_for_ready_lines(options);
+}
+
+ServerProcess::~ServerProcess() {
+    stop();
+    if (wake_pipe_[1] >= 0) {
+        char byte = 0;
+        ssize_t ignored = write(wake_pipe_[1], &byte, 1);
+        (void)ignored;
+    }
+    if (drainer_.joinable()) drainer_.join();
+    close_fd(stdout_pipe_);
+    close_fd(stderr_pipe_);
+    close_fd(pidfd_);
+    close_fd(wake_pipe_[0]);
+    close_fd(wake_pipe_[1]);
+}
+
+void ServerProcess::drain_output() {
+    bool out_open = true, err_open = true;
+    char buffer[65536];
+    while (out_open || err_open) {
+        pollfd fds[3] = {{out_open ? stdout_pipe_ : -1, POLLIN, 0},
+                         {err_open ? stderr_pipe_ : -1, POLLIN, 0},
+                         {wake_pipe_[0], POLLIN, 0}};
+        if (poll(fds, 3, -1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (fds[2].revents != 0) break;  // the owner is shutting down
+        for (int i = 0; i < 2; ++i) {
+            if (fds[i].revents == 0) continue;
+            ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (n <= 0) {
+                (i == 0 ? out_open : err_open) = false;
+            } else {
+                std::string& sink = i == 0 ? stdout_ : stderr_;
+                size_t room = kOutputCap > sink.size() ? kOutputCap - sink.size() : 0;
+                sink.append(buffer, std::min(room, static_cast<size_t>(n)));
+            }
+            output_arrived_.notify_all();
+        }
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    output_closed_ = true;
+    output_arrived_.notify_all();
+}
+
+bool ServerProcess::wait_for_ready_lines(const LaunchOptions& options) {
+    Deadline deadline(startup_limit());
+    size_t line_start = 0;
+    for (const std::string& prefix : options.ready_prefixes) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        size_t newline;
+        while ((newline = stdout_.find('\n', line_start)) == std::string::npos) {
+            if (output_closed_ || deadline.expired()) break;
+            output_arrived_.wait_for(lock, Millis(std::min(deadline.remaining_ms(), 50)));
+            if (!output_closed_ && pidfd_ >= 0) {
+                pollfd p{pidfd_, POLLIN, 0};
+                if (poll(&p, 1, 0) == 1 && stdout_.find('\n', line_start) == std::string::npos) {
+                    // Exited; let the drainer collect what is left, briefly.
+                    output_arrived_.wait_for(lock, Millis(50));
+                    if (stdout_.find('\n', line_start) == std::string::npos) break;
+                }
+            }
+        }
+        std::string expected = "'" + prefix + " HOST:PORT'";
+        if (newline == std::string::npos) {
+            std::string seen = stdout_.substr(line_start);
+            lock.unlock();
+            auto exit = wait_exit(Millis(200));
+            failure_ = "the server did not print its ready line " + expected;
+            if (exit) failure_ += ": it " + exit->describe();
+            else if (deadline.expired()) failure_ += " within " + std::to_string(startup_limit().count() / 1000) + " s";
+            else failure_ += ": it closed its stdout";
+            if (!seen.empty()) failure_ += "; stdout so far: '" + seen + "'";
+            failure_ += stderr_tail();
+            return false;
+        }
+        std::string line = stdout_.substr(line_start, newline - line_start);
+        line_start = newline + 1;
+        lock.unlock();
+        size_t colon = line.rfind(':');
+        Endpoint endpoint;
+        bool ok = line.rfind(prefix + " ", 0) == 0 && colon != std::string::npos &&
+                  colon > prefix.size() + 1;
+        if (ok) {
+            endpoint.host = line.substr(prefix.size() + 1, colon - prefix.size() - 1);
+            if (endpoint.host.size() > 2 && endpoint.host.front() == '[') endpoint.host = endpoint.host.substr(1, endpoint.host.size() - 2);
+            std::string port = line.substr(colon + 1);
+            ok = !port.empty() && port.size() <= 5 &&
+                 port.find_first_not_of("0123456789") == std::string::npos;
+            if (ok) endpoint.port = static_cast<unsigned>(std::stoul(port));
+            ok = ok && endpoint.port > 0 && endpoint.port < 65536;
+        }
+        if (!ok) {
+            failure_ = "the server's ready line was '" + line + "', expected " + expected +
+                       " with the real port (the server was started with -p 0)" + stderr_tail();
+            return false;
+        }
+        endpoints_.push_back(endpoint);
+    }
+    return true;
+}
+
+bool ServerProcess::running() { return !wait_exit(Millis(0)).has_value(); }
+
+std::optional<ExitReport> ServerProcess::wait_exit(Millis budget) {
+    if (exit_) return exit_;
+    if (pid_ <= 0) return std::nullopt;
+    pollfd p{pidfd_, POLLIN, 0};
+    int ready = pidfd_ >= 0 ? poll(&p, 1, static_cast<int>(budget.count())) : 1;
+    if (ready <= 0) return std::nullopt;
+    int status = 0;
+    pid_t got = waitpid(pid_, &status, pidfd_ >= 0 ? WNOHANG : 0);
+    if (got != pid_) return std::nullopt;
+    exit_ = report_from_status(status);
+    return exit_;
+}
+
+std::optional<ExitReport> ServerProcess::terminate(Millis budget) {
+    if (!exit_ && pid_ > 0) kill(pid_, SIGTERM);
+    return wait_exit(budget);
+}
+
+ExitReport ServerProcess::stop() {
+    if (pid_ <= 0) return {};
+    if (!exit_) {
+        kill(-pid_, SIGTERM);
+        if (!wait_exit(scaled(Millis(2000)))) {
+            kill(-pid_, SIGKILL);
+            wait_exit(Millis(10000));
+            if (exit_) exit_->needed_sigkill = true;
+        }
+    }
+    kill(-pid_, SIGKILL);  // whatever is left of its process group
+    reap_all_children();   // and descendants that left the group (reparented to us)
+    return exit_.value_or(ExitReport{});
+}
+
+bool ServerProcess::wait_output_closed(Millis budget) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return output_arrived_.wait_for(lock, budget, [this] { return output_closed_; });
+}
+
+std::string ServerProcess::stderr_text() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stderr_;
+}
+
+std::string ServerProcess::stdout_text() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stdout_;
+}
+
+std::string ServerProcess::stderr_tail(size_t max_lines) const {
+    std::vector<std::string> lines;
+    std::istringstream text(stderr_text());
+    for (std::string line; std::getline(text, line);) lines.push_back(line);
+    if (lines.empty()) return "";
+    std::string tail = "\n  server stderr (last lines):";
+    for (size_t i = lines.size() > max_lines ? lines.size() - max_lines : 0; i < lines.size(); ++i)
+        tail += "\n    | " + lines[i];
+    return tail;
+}
+
+void become_subreaper() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
+
+namespace {
+std::vector<pid_t> children_of_self() {
+    std::vector<pid_t> children;
+    DIR* tasks = opendir("/proc/self/task");
+    if (tasks == nullptr) return children;
+    while (dirent* entry = readdir(tasks)) {
+        if (entry->d_name[0] == '.') continue;
+        std::ifstream file(std::string("/proc/self/task/") + entry->d_name + "/children");
+        for (pid_t child; file >> child;) children.push_back(child);
+    }
+    closedir(tasks);
+    return children;
+}
+}  // namespace
+
+void reap_all_children() {
+    // Killing a child reparents its own children to us (we are a subreaper),
+    // so repeat until nothing is left; bounded in case something keeps forking.
+    for (int round = 0; round < 1000; ++round) {
+        std::vector<pid_t> children = children_of_self();
+        if (children.empty()) break;
+        for (pid_t child : children) {
+            kill(child, SIGKILL);
+            waitpid(child, nullptr, 0);
+        }
+    }
+    while (waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+}
+
+}  // namespace muxlab::test

@@ -1,0 +1,53 @@
+#include "harness/server_test.hpp"
+
+namespace muxlab::test {
+namespace {
+std::string& server_path() {
+    static std::string path;
+    return path;
+}
+}  // namespace
+
+const std::string& server_under_test() { return server_path(); }
+void set_server_under_test(const std::string& path) { server_path() = path; }
+
+void ServerTest::SetUp() { restart(launch_options()); }
+
+void ServerTest::TearDown() {
+    if (server_) server_->stop();
+}
+
+void ServerTest::restart(const LaunchOptions& options) {
+    server_.reset();
+    server_ = std::make_unique<ServerProcess>(server_under_test(), options);
+    if (!server_->ready())
+        GTEST_SKIP() << "requires: the server starts and prints its ready line (see ReadyLine): "
+                     << server_->failure();
+}
+
+Client ServerTest::connect(const std::string& name, const ConnectOptions& options) {
+    ::testing::AssertionResult result = ::testing::AssertionSuccess();
+    Client client = Client::try_connect(endpoint(), name, &result, options);
+    EXPECT_TRUE(result) << context();
+    return client;
+}
+
+void ServerTest::require_proc() {
+    if (!proc::readable(server_->pid()))
+        GTEST_SKIP() << "model check skipped: cannot read /proc/" << server_->pid()
+                     << " (run the grader as the same user as the server, without a restricted /proc)";
+}
+
+std::string ServerTest::context() const { return server_ ? server_->stderr_tail() : ""; }
+
+std::string binary_payload(size_t size, unsigned seed) {
+    std::string data(size, '\0');
+    unsigned state = seed * 2654435761u + 1;
+    for (size_t i = 0; i < size; ++i) {
+        state = state * 1103515245u + 12345u;
+        data[i] = static_cast<char>((i < 256 ? i : (state >> 16)) & 0xff);
+    }
+    return data;
+}
+
+}  // namespace muxlab::test

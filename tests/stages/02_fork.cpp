@@ -1,0 +1,145 @@
+/**
+ * @file 02_fork.cpp
+ * @brief Stage 02 contract: the echo server, one child process per client.
+ */
+#include <algorithm>
+#include <vector>
+
+#include "harness/battery.hpp"
+
+namespace muxlab::test {
+namespace {
+
+class Fork : public ServerTest {
+protected:
+    /// The server's child processes (its whole tree minus itself).
+    std::vector<pid_t> children() {
+        auto tree = proc::process_tree(server().pid());
+        if (!tree.empty()) tree.erase(tree.begin());
+        return tree;
+    }
+};
+
+// ---- the server contract ----------------------------------------------------------
+
+TEST(ForkStart, ReadyLine) {
+    ServerProcess server(server_under_test());
+    EXPECT_TRUE(server.ready()) << server.failure();
+}
+TEST(ForkStart, HelpAndBadOptions) {
+    battery::help_exits_zero(server_under_test());
+    battery::bad_option_exits_two(server_under_test());
+}
+TEST_F(Fork, StopsOnSigterm) { battery::sigterm_stops(server()); }
+
+// ---- the echo contract -------------------------------------------------------------
+
+TEST_F(Fork, EchoesLine) { battery::echoes_line(endpoint()); }
+TEST_F(Fork, EchoesBinary) { battery::echoes_binary(endpoint()); }
+TEST_F(Fork, MegabyteBurst) { battery::megabyte_burst(endpoint()); }
+TEST_F(Fork, HalfClose) { battery::half_close(endpoint()); }
+TEST_F(Fork, SurvivesReset) { battery::survives_reset(server()); }
+TEST_F(Fork, ShortSessionsNoFdGrowth) { battery::short_sessions_no_fd_growth(server()); }
+
+// ---- concurrency: what fork buys ----------------------------------------------------
+
+TEST_F(Fork, PartialLineDoesNotBlockOthers) { battery::partial_line_does_not_block_others(endpoint()); }
+TEST_F(Fork, StoppedReaderDoesNotBlockOthers) { battery::stopped_reader_does_not_block_others(endpoint()); }
+TEST_F(Fork, TwentyClientsAtOnce) { battery::many_clients_at_once(endpoint(), 20); }
+
+// ---- the model: processes, and what they share --------------------------------------
+
+TEST_F(Fork, ChildPerClient) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients;
+    for (int i = 0; i < 3; ++i) {
+        clients.push_back(connect("client " + std::to_string(i + 1)));
+        ASSERT_TRUE(clients.back().send("x"));
+        ASSERT_TRUE(clients.back().expect("x"));
+    }
+    size_t count = 0;
+    bool enough = eventually(answer_limit(), [&] { return (count = children().size()) >= 3; });
+    EXPECT_TRUE(enough) << "with 3 clients connected the server has " << count
+                        << " child processes; stage 02 forks one child per client";
+    EXPECT_EQ(proc::threads(server().pid()).size(), 1u) << "stage 02 uses processes, not threads";
+}
+
+TEST_F(Fork, NoZombies) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients;
+    for (int i = 0; i < 20; ++i) {
+        clients.push_back(connect("client " + std::to_string(i + 1)));
+        ASSERT_TRUE(clients.back().send("bye\n"));
+    }
+    for (Client& client : clients) ASSERT_TRUE(client.expect("bye\n"));
+    for (Client& client : clients) client.close();  // all 20 leave in the same instant
+    std::vector<pid_t> left;
+    bool reaped = eventually(answer_limit(), [&] { return (left = children()).empty(); });
+    size_t zombie_count = proc::zombies(server().pid()).size();
+    EXPECT_TRUE(reaped) << "20 clients left at the same instant; " << left.size()
+                        << " child processes remain (" << zombie_count << " of them zombies)."
+                        << "\n  hint: SIGCHLD does not queue: one signal may stand for many exited "
+                           "children. Reap in a loop: while (waitpid(-1, NULL, WNOHANG) > 0)";
+}
+
+TEST_F(Fork, ParentClosesClientSockets) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients;
+    for (int i = 0; i < 3; ++i) {
+        clients.push_back(connect("client " + std::to_string(i + 1)));
+        ASSERT_TRUE(clients.back().send("x"));
+        ASSERT_TRUE(clients.back().expect("x"));
+    }
+    std::optional<proc::SocketFds> sockets;
+    bool closed = eventually(answer_limit(), [&] {
+        sockets = proc::socket_fds(server().pid());
+        return sockets && sockets->connected.empty();
+    });
+    EXPECT_TRUE(closed) << "with 3 clients connected, the parent holds "
+                        << (sockets ? sockets->connected.size() : 0) << " connected sockets."
+                        << "\n  hint: after fork() the parent must close its copy of the client "
+                           "socket: the child serves it";
+}
+
+TEST_F(Fork, ChildClosesListener) {
+    MUXLAB_REQUIRE_PROC();
+    Client alice = connect("alice");
+    ASSERT_TRUE(alice.send("x"));
+    ASSERT_TRUE(alice.expect("x"));
+    std::vector<pid_t> holding;
+    bool closed = eventually(answer_limit(), [&] {
+        holding.clear();
+        auto kids = children();
+        for (pid_t child : kids) {
+            auto sockets = proc::socket_fds(child);
+            if (sockets && !sockets->listening.empty()) holding.push_back(child);
+        }
+        return !kids.empty() && holding.empty();
+    });
+    EXPECT_TRUE(closed) << (holding.empty() ? std::string("no child process serves the client")
+                                            : "child process " + std::to_string(holding.front()) +
+                                                  " still holds the listening socket")
+                        << ".\n  hint: a child serves one client and never accepts: close its "
+                           "copy of the listening socket right after fork()";
+}
+
+TEST_F(Fork, SurvivesChildExits) {
+    // Each client that leaves ends a child, and the parent gets SIGCHLD while
+    // it waits in accept(): the call fails with EINTR unless it is restarted.
+    for (int i = 0; i < 5; ++i) {
+        Client client = connect("client " + std::to_string(i + 1));
+        ASSERT_TRUE(client.send("hello\n"));
+        ASSERT_TRUE(client.expect("hello\n"));
+        client.close();
+        eventually(answer_limit(), [&] { return proc::process_tree(server().pid()).size() <= 1; });
+        auto exit = server().wait_exit(Millis(0));
+        ASSERT_FALSE(exit.has_value())
+            << "after client " << i + 1 << " left (its child exited, SIGCHLD arrived), the server "
+            << exit->describe()
+            << ".\n  hint: a signal interrupts accept() with EINTR: retry it (or set SA_RESTART), "
+               "never treat EINTR as fatal" << server().stderr_tail();
+    }
+}
+
+}  // namespace
+}  // namespace muxlab::test
