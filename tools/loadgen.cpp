@@ -61,9 +61,10 @@ namespace {
 
 enum class Mode { Echo, Hold, Accept, Fanout };
 /// What a client says. echo: raw bytes come back; chat: the stage-09 line
-/// protocol (`/ping T` -> `PONG T`); redis: RESP inline commands; none: no
-/// handshake at all (a connection counts once connect() completes).
-enum class Proto { Echo, Chat, Redis, None };
+/// protocol (`/nick N`, `/ping T` -> `PONG T`); redis: RESP inline commands;
+/// banner: the server speaks first, any byte counts; none: no handshake at
+/// all (a connection counts once connect() completes).
+enum class Proto { Echo, Chat, Redis, Banner, None };
 
 struct Config {
     Mode mode = Mode::Echo;
@@ -83,6 +84,8 @@ struct Config {
     double duration = 2.0;
     double warmup = 0.5;
     double timeout = 30.0;  ///< setup deadline; also a request's give-up time
+    double linger = 0;      ///< after the report, wait this long for the server to close first
+    bool anonymous = false; ///< chat: do not join the room (no /nick), the welcome line will do
 };
 
 [[noreturn]] void usage(const char* message) {
@@ -101,9 +104,14 @@ struct Config {
         "  -j PROCS       split the connections over PROCS processes (not fanout)\n"
         "  -r ROUNDS      measure ROUNDS times over the same connections (a line each)\n"
         "  -t SECS        setup deadline and per-request give-up time (default 30)\n"
-        "  --proto P      echo (default), chat, redis or none\n"
+        "  --proto P      echo (default), chat, redis, banner or none\n"
         "  --sources A    source addresses, e.g. 127.0.0.2-9 or 127.0.0.2,127.0.0.3\n"
         "  --burst N      connects in flight while setting up (default 256)\n"
+        "  --anonymous    chat: stay out of the room (no /nick): idle connections\n"
+        "                 that cost no join notices\n"
+        "  --linger SECS  after reporting, wait up to SECS for the server to close\n"
+        "                 the connections first (no TIME_WAIT left on this side);\n"
+        "                 what is still open then is reset\n"
         "Prints one line of key=value results on stdout.\n");
     std::exit(message != nullptr ? 2 : 0);
 }
@@ -192,6 +200,10 @@ Config parse_command_line(int argc, char** argv) {
     for (int i = 2; i < argc; ++i) {
         std::string arg = argv[i];
         if (arg == "--help") usage(nullptr);
+        if (arg == "--anonymous") {
+            config.anonymous = true;
+            continue;
+        }
         if (arg[0] != '-') {
             target = arg;
             continue;
@@ -210,12 +222,14 @@ Config parse_command_line(int argc, char** argv) {
         else if (arg == "-d") config.duration = parse_seconds(value);
         else if (arg == "-w") config.warmup = parse_seconds(value);
         else if (arg == "-t") config.timeout = parse_seconds(value);
+        else if (arg == "--linger") config.linger = parse_seconds(value);
         else if (arg == "--sources") config.sources = parse_sources(value);
         else if (arg == "--proto") {
             std::string proto = value;
             if (proto == "echo") config.proto = Proto::Echo;
             else if (proto == "chat") config.proto = Proto::Chat;
             else if (proto == "redis") config.proto = Proto::Redis;
+            else if (proto == "banner") config.proto = Proto::Banner;
             else if (proto == "none") config.proto = Proto::None;
             else usage(("unknown protocol '" + proto + "'").c_str());
         } else {
@@ -373,6 +387,8 @@ public:
     void setup();
     /// One measured phase; call again for another round over the same connections.
     void run();
+    /// Lets the server close first (up to --linger seconds), then resets the rest.
+    void finish();
     const Result& result() const { return result_; }
 
 private:
@@ -410,6 +426,7 @@ private:
     std::size_t next_to_open_ = 0;
     long opening_ = 0;        ///< connects and greetings in progress during setup
     long live_members_ = 0;   ///< fanout: members that can receive
+    long open_conns_ = 0;     ///< sockets this generator holds
     bool running_ = false;
     uint64_t measure_from_ = 0;
     uint64_t measure_to_ = UINT64_MAX;
@@ -437,8 +454,16 @@ void Generator::open(std::size_t slot) {
         on_failed(c, false);
         return;
     }
+    ++open_conns_;
     int on = 1;
     setsockopt(c.fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    if (c.role == Role::Probe) {
+        // A probe ends with a reset, not a FIN: the side that closes first
+        // keeps the port in TIME_WAIT for a minute, and thousands of probes
+        // per second would use up every local port.
+        linger abort_on_close{1, 0};
+        setsockopt(c.fd.get(), SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+    }
     if (!config_.sources.empty()) {
         // Bind only the address; the port is chosen at connect() time, so the
         // same local port may serve several destinations (more connections).
@@ -463,6 +488,7 @@ void Generator::open(std::size_t slot) {
 }
 
 void Generator::close_conn(Conn& c) {
+    if (c.fd) --open_conns_;
     c.fd.reset();  // close() also removes it from the epoll set
     c.state = State::Closed;
 }
@@ -527,6 +553,7 @@ void Generator::on_connected(Conn& c) {
         send_bytes(c, "x", 1);
         break;
     case Proto::Chat: {  // join the room; "-!- welcome NICK" says we are in
+        if (config_.anonymous) break;
         std::string nick = "/nick u" + std::to_string(c.index) + "\n";
         send_bytes(c, nick.data(), nick.size());
         break;
@@ -534,6 +561,8 @@ void Generator::on_connected(Conn& c) {
     case Proto::Redis:
         if (c.role == Role::Member) send_bytes(c, "SUBSCRIBE room\r\n", 16);
         else send_bytes(c, "PING\r\n", 6);
+        break;
+    case Proto::Banner:
         break;
     case Proto::None:
         on_ready(c);
@@ -589,7 +618,7 @@ void Generator::handle(std::size_t slot, uint32_t events) {
 }
 
 void Generator::on_data(Conn& c, const char* data, std::size_t len) {
-    if (config_.proto == Proto::Echo) {
+    if (config_.proto == Proto::Echo || config_.proto == Proto::Banner) {
         // Any answer proves the server holds this connection: for the echo
         // protocol it is exactly the one byte we sent.
         if (c.state == State::Greeting) {
@@ -630,7 +659,8 @@ void Generator::on_data(Conn& c, const char* data, std::size_t len) {
 void Generator::on_line(Conn& c, const char* line, std::size_t len) {
     if (c.state == State::Greeting) {
         // redis: any reply; chat: the "-!- welcome uN" that follows /nick
-        if (config_.proto == Proto::Redis || (len > 13 && std::memcmp(line, "-!- welcome u", 13) == 0))
+        if (config_.proto == Proto::Redis || config_.anonymous ||
+            (len > 13 && std::memcmp(line, "-!- welcome u", 13) == 0))
             on_ready(c);
         return;
     }
@@ -668,6 +698,7 @@ void Generator::send_request(Conn& c) {
     std::size_t size = static_cast<std::size_t>(config_.size);
     switch (config_.proto) {
     case Proto::Echo:
+    case Proto::Banner:
     case Proto::None:
         payload.assign(size - 1, 'a');
         payload += '\n';
@@ -864,6 +895,7 @@ void Generator::run() {
         else if (c.role == Role::Sender && c.state == State::Ready) fill_window(c);
     }
     while (!g_stop && running_) {
+        if (config_.mode != Mode::Accept && open_conns_ == 0) break;  // the server closed all
         // accept: every probe that finished (or failed) starts over. A refused
         // one is retried only after the next wait, which keeps a dead server
         // from turning this loop into a busy spin.
@@ -883,6 +915,18 @@ void Generator::run() {
     running_ = false;
     uint64_t end = std::min(now_ns(), measure_to_);
     result_.elapsed_ns = end > measure_from_ ? end - measure_from_ : 0;
+}
+
+void Generator::finish() {
+    running_ = false;
+    uint64_t until = now_ns() + seconds_to_ns(config_.linger);
+    while (open_conns_ > 0 && now_ns() < until) poll_once(50);
+    linger abort_on_close{1, 0};
+    for (Conn& c : conns_) {
+        if (!c.fd) continue;
+        setsockopt(c.fd.get(), SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+        close_conn(c);
+    }
 }
 
 // ==== Processes and the report ==========================================================
@@ -926,7 +970,7 @@ void print_ready(const Result& r) {
 
 void print_report(const Config& config, const Result& r) {
     static const char* const kModes[] = {"echo", "hold", "accept", "fanout"};
-    static const char* const kProtos[] = {"echo", "chat", "redis", "none"};
+    static const char* const kProtos[] = {"echo", "chat", "redis", "banner", "none"};
     double secs = static_cast<double>(r.elapsed_ns) / 1e9;
     double rate = secs > 0 ? static_cast<double>(r.completed) / secs : 0;
     std::printf("mode=%s proto=%s procs=%ld clients=%ld idle=%ld members=%ld size=%ld window=%ld"
@@ -956,6 +1000,7 @@ int run_alone(const Config& config) {
         generator.run();
         print_report(config, generator.result());
     }
+    generator.finish();
     return 0;
 }
 
@@ -995,6 +1040,7 @@ int run_split(const Config& config) {
                     const Result& r = generator.result();
                     if (write(up[1], &r, sizeof r) != static_cast<ssize_t>(sizeof r)) _exit(1);
                 }
+                generator.finish();
             }
             _exit(0);
         }

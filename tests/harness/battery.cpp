@@ -1,6 +1,10 @@
 #include "harness/battery.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
+
+#include <thread>
 
 #include <vector>
 
@@ -26,6 +30,15 @@ std::unique_ptr<ServerProcess> run_with_flag(const std::string& program, const s
 }
 
 }  // namespace
+
+void drip(Client& client, std::string_view data) {
+    int on = 1;
+    setsockopt(client.fd(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);  // one segment per byte
+    for (size_t i = 0; i < data.size(); ++i) {
+        if (i > 0) std::this_thread::sleep_for(Millis(10));  // the scenario is a slow sender, not a wait
+        ASSERT_TRUE(client.send(data.substr(i, 1)));
+    }
+}
 
 void help_exits_zero(const std::string& program) {
     std::optional<ExitReport> exit;
@@ -80,7 +93,7 @@ void echoes_binary(const Endpoint& server) {
 void echoes_drip_fed(const Endpoint& server) {
     Client alice = Client::connect(server, "alice");
     std::string message = "one byte at a time\n";
-    for (char byte : message) ASSERT_TRUE(alice.send(std::string(1, byte)));
+    drip(alice, message);
     EXPECT_TRUE(alice.expect(message))
         << "\n  hint: TCP delivers a byte stream, not messages: one read() may return a single byte";
 }

@@ -27,6 +27,8 @@ void sigterm_stops(ServerProcess& server);
 void echoes_line(const Endpoint& server);
 /// All 256 byte values, NUL included, come back unchanged.
 void echoes_binary(const Endpoint& server);
+/// Sends @p data one byte per TCP segment, a few milliseconds apart (a slow typist).
+void drip(Client& client, std::string_view data);
 /// Bytes sent one at a time come back in order.
 void echoes_drip_fed(const Endpoint& server);
 /// After shutdown(SHUT_WR) the server sends what remains, then closes.

@@ -5,12 +5,16 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <grp.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <map>
 #include <fstream>
 #include <sstream>
 
@@ -36,10 +40,61 @@ ExitReport report_from_status(int status) {
     return report;
 }
 
+Sandbox& current_sandbox() {
+    static Sandbox sandbox;
+    return sandbox;
+}
+
+/// What the child applies between fork and exec, computed before the fork
+/// (the child of a threaded process may not allocate).
+struct ChildPlan {
+    std::vector<std::pair<int, rlim_t>> limits;
+    bool first_to_die = false;
+    bool switch_user = false;
+    uid_t uid = 0;
+    gid_t gid = 0;
+};
+
+ChildPlan plan_for(const std::string& program, const LaunchOptions& options) {
+    const Sandbox& box = current_sandbox();
+    ChildPlan plan;
+    auto add = [&](int resource, std::optional<rlim_t> test_value, std::optional<rlim_t> sandbox_value) {
+        std::optional<rlim_t> value = test_value ? test_value : sandbox_value;
+        if (value) plan.limits.emplace_back(resource, *value);
+    };
+    add(RLIMIT_NOFILE, options.max_open_files, std::nullopt);
+    add(RLIMIT_CPU, options.cpu_seconds, box.cpu_seconds);
+    add(RLIMIT_NPROC, options.max_processes, box.max_processes);
+    add(RLIMIT_FSIZE, std::nullopt, box.file_bytes);
+    if (box.no_core_dumps) add(RLIMIT_CORE, rlim_t{0}, std::nullopt);
+    // Sanitizer runtimes reserve terabytes of address space for shadow memory
+    // (never touched, but counted by RLIMIT_AS and RLIMIT_DATA), so a memory
+    // limit would stop them before main(). They run without one; the wall-clock
+    // and CPU limits still hold.
+    bool sanitized = (options.address_space || box.data_bytes) && is_sanitizer_build(program);
+    if (!sanitized) {
+        add(RLIMIT_AS, options.address_space, std::nullopt);
+        // RLIMIT_DATA rather than RLIMIT_AS: it bounds what a leak or a hog can
+        // allocate (heap, anonymous mappings) without counting code, shared
+        // libraries and reserved-but-unused address space.
+        add(RLIMIT_DATA, std::nullopt, box.data_bytes);
+    }
+    plan.first_to_die = box.first_to_die;
+    if (box.uid && geteuid() == 0) {
+        plan.switch_user = true;
+        plan.uid = *box.uid;
+        plan.gid = box.gid.value_or(static_cast<gid_t>(*box.uid));
+    }
+    return plan;
+}
+
 /// Runs in the forked child: only async-signal-safe calls until execv.
-[[noreturn]] void exec_server(const std::vector<char*>& argv, const LaunchOptions& options,
+[[noreturn]] void exec_server(const char* path, const std::vector<char*>& argv, const ChildPlan& plan,
                               int out, int err, int exec_error) {
-    setpgid(0, 0);
+    // A session of its own: its own process group (so the harness can signal
+    // everything it spawned at once) and no controlling terminal (so it
+    // cannot write to the grader's terminal through /dev/tty).
+    setsid();
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -55,24 +110,125 @@ ExitReport report_from_status(int status) {
     if (exec_error > 3) close_range(3, static_cast<unsigned>(exec_error) - 1, 0);
     close_range(static_cast<unsigned>(exec_error) + 1, ~0U, 0);
 
-    auto limit = [](int resource, std::optional<rlim_t> value) {
-        if (!value) return;
-        rlimit r{*value, *value};
+    for (const auto& [resource, value] : plan.limits) {
+        rlimit r{value, value};
+        if (resource == RLIMIT_CPU) r.rlim_max = value + 2;  // SIGXCPU first, SIGKILL 2 s later
         setrlimit(resource, &r);
-    };
-    limit(RLIMIT_NOFILE, options.max_open_files);
-    limit(RLIMIT_CPU, options.cpu_seconds);
-    limit(RLIMIT_NPROC, options.max_processes);
-    limit(RLIMIT_AS, options.address_space);
-
-    execv(argv[0], argv.data());
-    int error = errno;
+    }
+    if (plan.first_to_die) {
+        int adj = open("/proc/self/oom_score_adj", O_WRONLY);
+        if (adj >= 0) {
+            ssize_t ignored = write(adj, "1000", 4);
+            (void)ignored;
+            ::close(adj);
+        }
+    }
+    int error = 0;
+    // Another user: it cannot signal or trace the grader, write the grader's
+    // files, or escape RLIMIT_NPROC (which the kernel does not apply to root).
+    if (plan.switch_user && (setgroups(0, nullptr) != 0 || setresgid(plan.gid, plan.gid, plan.gid) != 0 ||
+                             setresuid(plan.uid, plan.uid, plan.uid) != 0)) {
+        error = -errno;  // negative: the switch failed, not the exec
+    } else {
+        execv(path, argv.data());
+        error = errno;
+    }
     ssize_t ignored = write(exec_error, &error, sizeof error);
     (void)ignored;
     _exit(127);
 }
 
+/// True when every directory above @p path and the file itself can be
+/// searched/executed by a user who is neither owner nor in the group.
+bool reachable_by_others(const std::string& path) {
+    char* real = realpath(path.c_str(), nullptr);
+    if (real == nullptr) return true;  // let execv report the problem
+    std::string full = real;
+    free(real);
+    for (size_t slash = full.find('/', 1); ; slash = full.find('/', slash + 1)) {
+        std::string prefix = slash == std::string::npos ? full : full.substr(0, slash);
+        struct stat info {};
+        if (stat(prefix.c_str(), &info) != 0 || (info.st_mode & S_IXOTH) == 0) return false;
+        if (slash == std::string::npos) return true;
+    }
+}
+
+/// Copies of programs made for the sandbox user, removed when the grader exits.
+struct Copies {
+    pid_t owner = 0;
+    std::string dir;
+    std::map<std::string, std::string> by_program;
+    std::map<std::string, bool> sanitizer;
+};
+Copies& copies() {
+    static Copies state;
+    return state;
+}
+
+void remove_copies() {
+    Copies& state = copies();
+    if (state.dir.empty() || getpid() != state.owner) return;  // forked test processes keep them
+    for (const auto& entry : state.by_program) unlink(entry.second.c_str());
+    rmdir(state.dir.c_str());
+}
+
+std::string copy_for_sandbox(const std::string& program) {
+    Copies& state = copies();
+    if (state.dir.empty()) {
+        const char* tmp = std::getenv("TMPDIR");
+        std::string pattern = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/muxlab-bin-XXXXXX";
+        if (mkdtemp(pattern.data()) == nullptr) return program;
+        chmod(pattern.c_str(), 0711);
+        state.dir = pattern;
+        state.owner = getpid();
+        std::atexit(remove_copies);
+    }
+    std::string copy = state.dir + "/" + std::to_string(state.by_program.size()) + "-server";
+    std::ifstream in(program, std::ios::binary);
+    std::ofstream out(copy, std::ios::binary);
+    out << in.rdbuf();
+    out.close();
+    if (!in || !out || chmod(copy.c_str(), 0755) != 0) return program;
+    return copy;
+}
+
 }  // namespace
+
+void set_sandbox(const Sandbox& sandbox) { current_sandbox() = sandbox; }
+const Sandbox& sandbox() { return current_sandbox(); }
+
+std::string prepare_program(const std::string& program) {
+    Copies& state = copies();
+    auto known = state.by_program.find(program);
+    if (known != state.by_program.end()) return known->second;
+    std::string runnable = program;
+    const Sandbox& box = current_sandbox();
+    if (box.uid && geteuid() == 0 && access(program.c_str(), X_OK) == 0 && !reachable_by_others(program))
+        runnable = copy_for_sandbox(program);
+    if (runnable != program) state.by_program[program] = runnable;
+    is_sanitizer_build(runnable);  // cached for the test processes forked later
+    return runnable;
+}
+
+bool is_sanitizer_build(const std::string& program) {
+    auto& cache = copies().sanitizer;
+    auto known = cache.find(program);
+    if (known != cache.end()) return known->second;
+    // The runtimes' entry points are named in the symbol table of every
+    // instrumented binary, whether the runtime is linked statically or not.
+    static const char* const kMarks[] = {"__asan_init", "__tsan_init", "__msan_init", "__hwasan_init"};
+    std::ifstream file(program, std::ios::binary);
+    std::string window;
+    char chunk[1 << 16];
+    bool found = false;
+    while (!found && file.read(chunk, sizeof chunk), file.gcount() > 0) {
+        window.append(chunk, static_cast<size_t>(file.gcount()));
+        for (const char* mark : kMarks) found = found || window.find(mark) != std::string::npos;
+        window.erase(0, window.size() > 32 ? window.size() - 32 : 0);  // a mark may straddle chunks
+    }
+    cache[program] = found;
+    return found;
+}
 
 std::string ExitReport::describe() const {
     std::string text = "ended in an unknown way";
@@ -99,8 +255,10 @@ ServerProcess::ServerProcess(const std::string& program, const LaunchOptions& op
         failure_ = std::string("harness: pipe: ") + std::strerror(errno);
         return;
     }
+    std::string runnable = prepare_program(program);
+    ChildPlan plan = plan_for(runnable, options);
     pid_ = fork();
-    if (pid_ == 0) exec_server(argv, options, out[1], err[1], exec_error[1]);
+    if (pid_ == 0) exec_server(runnable.c_str(), argv, plan, out[1], err[1], exec_error[1]);
     ::close(out[1]);
     ::close(err[1]);
     ::close(exec_error[1]);
@@ -111,7 +269,8 @@ ServerProcess::ServerProcess(const std::string& program, const LaunchOptions& op
         ::close(exec_error[0]);
         return;
     }
-    setpgid(pid_, pid_);  // also done by the child: whichever runs first wins the race
+    // The child calls setsid() before execv, so once the exec_error pipe
+    // reports (EOF on success), its process group exists and kill(-pid) works.
     pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
     stdout_pipe_ = out[0];
     stderr_pipe_ = err[0];
@@ -120,6 +279,12 @@ ServerProcess::ServerProcess(const std::string& program, const LaunchOptions& op
     ssize_t got = read(exec_error[0], &exec_errno, sizeof exec_errno);  // EOF once execv succeeds
     ::close(exec_error[0]);
     drainer_ = std::thread([this] { drain_output(); });
+    if (got == sizeof exec_errno && exec_errno < 0) {
+        failure_ = "harness: cannot switch to the sandbox user (uid " + std::to_string(plan.uid) +
+                   "): " + std::strerror(-exec_errno);
+        stop();
+        return;
+    }
     if (got == sizeof exec_errno) {
         failure_ = "cannot run server '" + program + "': " + std::strerror(exec_errno) +
                    (exec_errno == ENOENT ? " (was it built? check the path)" : "");
@@ -162,10 +327,16 @@ void ServerProcess::drain_output() {
             std::lock_guard<std::mutex> lock(mutex_);
             if (n <= 0) {
                 (i == 0 ? out_open : err_open) = false;
+                if (i == 0) stdout_closed_ = true;
             } else {
+                // Past the cap the bytes are read and thrown away: a server
+                // that logs without end neither blocks on a full pipe nor
+                // grows the grader's memory.
                 std::string& sink = i == 0 ? stdout_ : stderr_;
                 size_t room = kOutputCap > sink.size() ? kOutputCap - sink.size() : 0;
-                sink.append(buffer, std::min(room, static_cast<size_t>(n)));
+                size_t kept = std::min(room, static_cast<size_t>(n));
+                sink.append(buffer, kept);
+                discarded_ += static_cast<size_t>(n) - kept;
             }
             output_arrived_.notify_all();
         }
@@ -182,7 +353,8 @@ bool ServerProcess::wait_for_ready_lines(const LaunchOptions& options) {
         std::unique_lock<std::mutex> lock(mutex_);
         size_t newline;
         while ((newline = stdout_.find('\n', line_start)) == std::string::npos) {
-            if (output_closed_ || deadline.expired()) break;
+            if (output_closed_ || stdout_closed_ || deadline.expired()) break;
+            if (stdout_.size() >= kOutputCap) break;  // a megabyte and still no line
             output_arrived_.wait_for(lock, Millis(std::min(deadline.remaining_ms(), 50)));
             if (!output_closed_ && pidfd_ >= 0) {
                 pollfd p{pidfd_, POLLIN, 0};
@@ -201,7 +373,9 @@ bool ServerProcess::wait_for_ready_lines(const LaunchOptions& options) {
             failure_ = "the server did not print its ready line " + expected;
             if (exit) failure_ += ": it " + exit->describe();
             else if (deadline.expired()) failure_ += " within " + std::to_string(startup_limit().count() / 1000) + " s";
-            else failure_ += ": it closed its stdout";
+            else if (stdout_closed_) failure_ += ": it closed its stdout";
+            else failure_ += ": it wrote a megabyte on stdout without a newline";
+            if (seen.size() > 200) seen = seen.substr(0, 200) + "...";
             if (!seen.empty()) failure_ += "; stdout so far: '" + seen + "'";
             failure_ += stderr_tail();
             return false;
@@ -282,14 +456,32 @@ std::string ServerProcess::stdout_text() const {
     return stdout_;
 }
 
+size_t ServerProcess::output_discarded() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return discarded_;
+}
+
 std::string ServerProcess::stderr_tail(size_t max_lines) const {
+    constexpr size_t kLineCap = 240;  // a "line" of endless output is cut, not pasted whole
     std::vector<std::string> lines;
     std::istringstream text(stderr_text());
-    for (std::string line; std::getline(text, line);) lines.push_back(line);
-    if (lines.empty()) return "";
-    std::string tail = "\n  server stderr (last lines):";
-    for (size_t i = lines.size() > max_lines ? lines.size() - max_lines : 0; i < lines.size(); ++i)
-        tail += "\n    | " + lines[i];
+    for (std::string line; std::getline(text, line);)
+        lines.push_back(line.size() > kLineCap ? line.substr(0, kLineCap) + "..." : line);
+    std::string tail;
+    if (!lines.empty()) {
+        tail = "\n  server stderr (last lines):";
+        for (size_t i = lines.size() > max_lines ? lines.size() - max_lines : 0; i < lines.size(); ++i)
+            tail += "\n    | " + lines[i];
+    }
+    if (size_t dropped = output_discarded(); dropped > 0)
+        tail += "\n  the server wrote " + std::to_string((dropped + kOutputCap) >> 20) +
+                " MiB or more of output; the grader kept the first MiB of each stream";
+    // Say so when a sandbox limit ended the server: the student sees a
+    // busy loop or a runaway file for what it is, not as a mysterious crash.
+    if (exit_ && exit_->signaled && exit_->signal == SIGXCPU)
+        tail += "\n  the server was killed by SIGXCPU: it used up its CPU-time limit (a busy loop?)";
+    if (exit_ && exit_->signaled && exit_->signal == SIGXFSZ)
+        tail += "\n  the server was killed by SIGXFSZ: it wrote a file beyond the grader's size limit";
     return tail;
 }
 

@@ -36,6 +36,46 @@ struct LaunchOptions {
     std::vector<std::string> ready_prefixes = {"listening on"};  ///< ready lines to wait for, in order
 };
 
+/**
+ * @brief The cage every server runs in, whatever the test: set once by the
+ *        grader (set_sandbox()) before any server starts.
+ *
+ * A submission is untrusted code. These limits keep a broken or hostile one
+ * (a fork bomb, a busy loop, endless logging, a memory hog) from hanging the
+ * grader or harming the machine; they are far above what a correct server
+ * needs. A limit a test sets in LaunchOptions wins over the sandbox's.
+ * The default Sandbox limits nothing (unit tests of the harness).
+ */
+struct Sandbox {
+    std::optional<rlim_t> cpu_seconds;     ///< RLIMIT_CPU per process (SIGXCPU, then SIGKILL)
+    std::optional<rlim_t> max_processes;   ///< RLIMIT_NPROC: counted per real uid, ignored for root
+    std::optional<rlim_t> data_bytes;      ///< RLIMIT_DATA (heap and private mappings); not for sanitizer builds
+    std::optional<rlim_t> file_bytes;      ///< RLIMIT_FSIZE: largest file the server may write
+    bool no_core_dumps = false;            ///< RLIMIT_CORE 0: a crash costs no time or disk
+    bool first_to_die = false;             ///< oom_score_adj 1000: the OOM killer picks the server first
+    std::optional<uid_t> uid;              ///< run the server as this uid (needs root; also sets gid)
+    std::optional<gid_t> gid;              ///< with uid: the server's gid
+};
+
+/// Sets the sandbox for every server started from now on.
+void set_sandbox(const Sandbox& sandbox);
+/// The current sandbox.
+const Sandbox& sandbox();
+
+/**
+ * @brief Makes @p program runnable by the sandbox's uid, once per grading run.
+ *
+ * When the server must run as another user but cannot reach the binary (a
+ * private home directory), the binary is copied into a private temporary
+ * directory that user can read; the copy is removed at exit. Also notes
+ * whether @p program is a sanitizer build (no memory limit for those).
+ * @return the path to run (@p program itself when no copy is needed).
+ */
+std::string prepare_program(const std::string& program);
+
+/// True when @p program was built with ASan, TSan or MSan (they map terabytes of shadow memory).
+bool is_sanitizer_build(const std::string& program);
+
 /// How a stopped server ended.
 struct ExitReport {
     bool exited = false;        ///< returned from main/exit()
@@ -47,8 +87,9 @@ struct ExitReport {
 };
 
 /**
- * @brief A running server process, in its own process group, with only fds
- *        0-2 inherited (stdin is /dev/null; stdout and stderr are captured).
+ * @brief A running server process, in its own session and process group,
+ *        with only fds 0-2 inherited (stdin is /dev/null; stdout and stderr
+ *        are captured), under the limits of sandbox().
  *
  * The destructor stops the server (SIGTERM, then SIGKILL) and reaps it and
  * all its descendants. The test process must be a child subreaper
@@ -84,8 +125,11 @@ public:
     std::string stderr_text() const;
     /// Everything the server wrote on stdout so far (capped).
     std::string stdout_text() const;
-    /// The last few lines of stderr, formatted for a failure message.
+    /// The last few lines of stderr, formatted for a failure message; also says
+    /// how the server ended when a sandbox limit stopped it.
     std::string stderr_tail(size_t max_lines = 8) const;
+    /// Bytes the server wrote beyond the capture cap (1 MiB per stream), thrown away.
+    size_t output_discarded() const;
 
     /**
      * @brief Sends SIGTERM to the server process only (not its group) and
@@ -122,6 +166,8 @@ private:
     std::string stdout_;
     std::string stderr_;
     bool output_closed_ = false;
+    bool stdout_closed_ = false;
+    size_t discarded_ = 0;
     std::thread drainer_;
 };
 
