@@ -96,7 +96,8 @@ $(GRADER): $(STAGE_SRC:%.cpp=$(BUILD)/%.o) $(GRADER_SRC:%.cpp=$(BUILD)/%.o) \
            $(RUBRIC_CPP:%.cpp=%.o) $(HARNESS_LIB) $(COMMON_LIB)
 	$(CXX) $(LDFLAGS) $^ $(GTEST_LIBS) -o $@
 
-$(UNIT_TESTS): $(UNIT_SRC:%.cpp=$(BUILD)/%.o) $(HARNESS_LIB) $(COMMON_LIB)
+$(UNIT_TESTS): $(UNIT_SRC:%.cpp=$(BUILD)/%.o) $(BUILD)/tests/grader/rubric.o \
+               $(RUBRIC_CPP:%.cpp=%.o) $(HARNESS_LIB) $(COMMON_LIB)
 	$(CXX) $(LDFLAGS) $^ $(GTEST_LIBS) -lgtest_main -o $@
 
 $(BUILD)/tests/rubric_text.o: $(RUBRIC_CPP)
