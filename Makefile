@@ -125,9 +125,10 @@ deps:
 LAB    ?=
 SERVER ?=
 GRADE_FLAGS ?=
+GRADE_LABS = $(if $(LAB),$(filter $(BUILD)/labs/$(LAB)%,$(LAB_BIN)),$(LAB_BIN))
 grade: deps
 	@$(MAKE) --no-print-directory grader
-	@$(MAKE) --no-print-directory -k labs || true
+	@$(if $(SERVER),true,$(MAKE) --no-print-directory -k $(GRADE_LABS) || true)
 	@$(GRADER) --labs-dir $(BUILD)/labs $(if $(LAB),--lab $(LAB)) \
 	    $(if $(SERVER),--server $(SERVER)) $(GRADE_FLAGS)
 
