@@ -21,7 +21,7 @@ struct ConnectOptions {
 };
 
 /**
- * @brief One client connection. Checks return ::testing::AssertionResult, so a
+ * @brief One client connection. Checks return `testing::AssertionResult`, so a
  *        test reads as the scenario and a failure says what came back:
  *
  * @code
