@@ -347,7 +347,6 @@ struct Conn {
     State state = State::Closed;
     uint32_t index = 0;        ///< global connection number: picks the source address
     uint32_t sender = 0;       ///< fanout: this sender's number
-    bool want_out = false;     ///< EPOLLOUT is in the interest set
     uint64_t started_ns = 0;   ///< connect (setup, accept) or request (echo) time
     long awaiting = 0;         ///< echo: bytes of the reply still to come
     uint64_t seq = 0;          ///< fanout sender: next message number
@@ -438,7 +437,6 @@ void Generator::watch(Conn& c, bool want_out) {
     ev.events = EPOLLIN | (want_out ? EPOLLOUT : 0u);
     ev.data.u64 = static_cast<uint64_t>(&c - conns_.data());
     if (epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, c.fd.get(), &ev) < 0) muxlab::log_errno("epoll_ctl");
-    c.want_out = want_out;
 }
 
 void Generator::open(std::size_t slot) {
@@ -480,7 +478,6 @@ void Generator::open(std::size_t slot) {
     ev.events = EPOLLIN | EPOLLOUT;
     ev.data.u64 = slot;
     epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, c.fd.get(), &ev);
-    c.want_out = true;
     if (connect(c.fd.get(), reinterpret_cast<const sockaddr*>(&config_.target), config_.target_len) < 0 &&
         errno != EINPROGRESS) {
         on_failed(c, false);
