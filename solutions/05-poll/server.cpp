@@ -1,0 +1,195 @@
+/**
+ * @file solutions/05-poll/server.cpp
+ * @brief Stage 05: the echo server with poll(), for more than 1024 clients.
+ *
+ * The same single-threaded loop as stage 04, with poll() instead of select().
+ * poll() takes an array of struct pollfd, as long as needed, so the 1024
+ * limit of FD_SETSIZE is gone; and it writes its answer into a separate
+ * field (revents), so the array is kept from one call to the next instead of
+ * being rebuilt. The price: clients join and leave in the middle of that
+ * array, and removing an entry while walking it is easy to get wrong.
+ * poll() still hands the kernel the whole array on every call, so the cost
+ * of each wait grows with the number of clients. See notes/06-poll.md.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "muxlab/fd.hpp"
+#include "muxlab/net.hpp"
+#include "muxlab/options.hpp"
+
+namespace {
+
+/// Stop reading from a client while this many bytes of its echo wait unsent.
+constexpr std::size_t kMaxPending = 256 * 1024;
+/// What a client beyond --max-clients is told before it is closed.
+constexpr char kTooMany[] = "ERROR too many clients\n";
+
+/**
+ * @brief One connected client and the echo it has not yet taken.
+ *
+ * As in stage 04, sockets are non-blocking and the echo that does not fit
+ * now waits here until poll() says the socket is writable (POLLOUT).
+ */
+struct Client {
+    muxlab::Fd socket;
+    std::string pending;       ///< bytes read, not yet echoed back
+    bool peer_closed = false;  ///< read() returned 0: echo the rest, then close
+};
+
+bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
+
+/// Reads what has arrived. @return false when the client must be closed.
+bool read_from(Client& client) {
+    char buffer[16 * 1024];
+    ssize_t received = read(client.socket.get(), buffer, sizeof buffer);
+    if (received > 0) {
+        client.pending.append(buffer, static_cast<std::size_t>(received));
+        return true;
+    }
+    if (received == 0) {
+        client.peer_closed = true;  // half-close: it may still want its echo
+        return true;
+    }
+    if (would_block(errno)) return true;
+    if (errno != ECONNRESET) muxlab::log_errno("read");
+    return false;
+}
+
+/// Sends as much pending echo as fits now. @return false when the client must be closed.
+bool write_to(Client& client) {
+    ssize_t sent = send(client.socket.get(), client.pending.data(), client.pending.size(),
+                        MSG_NOSIGNAL);
+    if (sent >= 0) {
+        client.pending.erase(0, static_cast<std::size_t>(sent));
+        return true;
+    }
+    if (would_block(errno)) return true;
+    if (errno != EPIPE && errno != ECONNRESET) muxlab::log_errno("send");
+    return false;
+}
+
+/// Does what poll() reported for one client. @return false when it must be closed.
+bool serve(Client& client, short revents) {
+    // POLLERR, POLLHUP and POLLNVAL are reported even when not asked for.
+    // POLLHUP alone still lets read() collect the last bytes and the EOF.
+    if (revents & (POLLERR | POLLNVAL)) return false;
+    if ((revents & (POLLIN | POLLHUP)) && !read_from(client)) return false;
+    if ((revents & POLLOUT) && !write_to(client)) return false;
+    return !(client.peer_closed && client.pending.empty());  // all echoed: done
+}
+
+/**
+ * @brief Sets which events poll() should watch for on @p client.
+ *
+ * `events` stays in the array between calls, so it is changed bit by bit:
+ * `|= FLAG` turns a bit on, `&= ~FLAG` turns it off.
+ */
+void update_events(pollfd& entry, const Client& client) {
+    // Input only while the echo does not pile up: a client that stops
+    // reading is no longer read from, and TCP flow control slows it down.
+    if (client.peer_closed || client.pending.size() >= kMaxPending)
+        entry.events &= ~POLLIN;
+    else
+        entry.events |= POLLIN;
+    // Output only while there is something to write: an empty socket is
+    // nearly always writable, and asking for POLLOUT would wake us at once.
+    if (client.pending.empty())
+        entry.events &= ~POLLOUT;
+    else
+        entry.events |= POLLOUT;
+}
+
+/**
+ * @brief Accepts every pending connection, refusing those beyond @p max_clients.
+ * @return false when out of descriptors (stop watching the listener for now).
+ */
+bool accept_clients(int listener, std::vector<pollfd>& watched, std::vector<Client>& clients,
+                    std::size_t max_clients) {
+    for (;;) {
+        muxlab::Fd socket(accept(listener, nullptr, nullptr));
+        if (!socket) {
+            if (errno == EMFILE || errno == ENFILE) {
+                muxlab::log_errno("accept");  // pause accepting until a client leaves
+                return false;
+            }
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (!would_block(errno)) muxlab::log_errno("accept");
+            return true;
+        }
+        // Every client costs a descriptor and memory: past the limit, say so
+        // and close, and the clients already here are not affected.
+        if (clients.size() - 1 >= max_clients) {
+            std::fprintf(stderr, "refusing a client: already %zu clients\n", max_clients);
+            send(socket.get(), kTooMany, sizeof kTooMany - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            continue;  // `socket` is closed here
+        }
+        if (!muxlab::set_nonblocking(socket.get())) {
+            muxlab::log_errno("fcntl");
+            continue;
+        }
+        watched.push_back(pollfd{socket.get(), POLLIN, 0});
+        clients.push_back(Client{std::move(socket), {}, false});
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    long max_clients = 10000;
+    muxlab::Options options = muxlab::parse_options(
+        argc, argv, "Stage 05: echo server, many clients in one thread with poll().",
+        {{"max-clients", "refuse clients beyond this many", &max_clients, 1, 1000000}});
+    muxlab::Fd listener = muxlab::listen_tcp(options, /*nonblocking=*/true);
+    muxlab::announce(listener.get());
+
+    // Two arrays, one index: watched[i] is what poll() watches for
+    // clients[i]. Slot 0 is the listener; clients[0] is an unused placeholder.
+    std::vector<pollfd> watched{pollfd{listener.get(), POLLIN, 0}};
+    std::vector<Client> clients(1);
+
+    for (;;) {
+        // No timeout (-1): sleep until something is ready.
+        int ready = poll(watched.data(), watched.size(), -1);
+        if (ready < 0) {
+            if (errno == EINTR) continue;
+            muxlab::log_errno("poll");
+            return 1;
+        }
+
+        if (watched[0].revents & POLLIN) {
+            bool accepting = accept_clients(listener.get(), watched, clients,
+                                            static_cast<std::size_t>(max_clients));
+            if (!accepting) watched[0].events &= ~POLLIN;
+        }
+
+        // New clients were appended with revents 0, so this walk skips them.
+        for (std::size_t i = 1; i < watched.size();) {
+            if (watched[i].revents == 0) {
+                ++i;
+                continue;
+            }
+            if (serve(clients[i], watched[i].revents)) {
+                update_events(watched[i], clients[i]);
+                ++i;
+                continue;
+            }
+            // Remove slot i in O(1): move the last entry into it, in both
+            // arrays, and drop the last slot (closing the client's socket).
+            // Do NOT advance i: the entry just moved here has not been
+            // served in this round yet, and skipping it would delay it.
+            watched[i] = watched.back();
+            watched.pop_back();
+            clients[i] = std::move(clients.back());
+            clients.pop_back();
+            watched[0].events |= POLLIN;  // a descriptor is free: accept again
+        }
+    }
+}

@@ -1,0 +1,364 @@
+/**
+ * @file 04_select.cpp
+ * @brief Stage 04 contract: the echo server for many clients in one process,
+ *        one thread, with select().
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include "harness/battery.hpp"
+
+namespace muxlab::test {
+namespace {
+
+class Select : public ServerTest {};
+
+/// True for the system calls that are select(): select and pselect6.
+bool is_select(long number) {
+#ifdef SYS_select
+    if (number == SYS_select) return true;
+#endif
+    return number == SYS_pselect6;
+}
+
+/**
+ * @brief The descriptors a process waits on in select(), read from the kernel.
+ *
+ * /proc/PID/syscall shows the call a blocked thread sits in and its arguments:
+ * for select() and pselect6(), nfds and the addresses of the three fd_sets.
+ * While the call waits, those sets still hold what the program passed in, and
+ * /proc/PID/mem lets a process of the same user read them. The look is taken
+ * twice around the read, so a server that woke up meanwhile is not misread.
+ * @return the union of the three sets, or nullopt with @p why explaining.
+ */
+std::optional<std::set<int>> select_wait_set(pid_t pid, std::string* why) {
+    std::string path = "/proc/" + std::to_string(pid);
+    auto syscall_line = [&] {
+        std::ifstream file(path + "/syscall");
+        std::string line;
+        std::getline(file, line);
+        return line;
+    };
+    std::string before = syscall_line();
+    std::istringstream words(before);
+    long number = -1;
+    if (!(words >> number) || !is_select(number)) {
+        *why = "the server is not waiting in select() (/proc/" + std::to_string(pid) + "/syscall: \"" +
+               before + "\")";
+        return std::nullopt;
+    }
+    unsigned long args[4] = {};
+    for (unsigned long& arg : args) {
+        std::string hex;
+        words >> hex;
+        arg = std::strtoul(hex.c_str(), nullptr, 16);
+    }
+    long nfds = static_cast<long>(args[0]);
+    if (nfds < 0 || nfds > 1 << 20) {
+        *why = "select() was called with nfds " + std::to_string(nfds);
+        return std::nullopt;
+    }
+    int mem = open((path + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+    if (mem < 0) {
+        *why = "cannot open /proc/" + std::to_string(pid) + "/mem";
+        return std::nullopt;
+    }
+    std::set<int> fds;
+    size_t words_needed = (static_cast<size_t>(nfds) + 63) / 64;
+    bool read_ok = true;
+    for (int set = 1; set <= 3 && read_ok; ++set) {
+        if (args[set] == 0) continue;
+        std::vector<unsigned long> bits(words_needed);
+        ssize_t n = pread(mem, bits.data(), bits.size() * sizeof(unsigned long),
+                          static_cast<off_t>(args[set]));
+        read_ok = n == static_cast<ssize_t>(bits.size() * sizeof(unsigned long));
+        for (long fd = 0; read_ok && fd < nfds; ++fd)
+            if ((bits[static_cast<size_t>(fd) / 64] >> (fd % 64)) & 1UL) fds.insert(static_cast<int>(fd));
+    }
+    close(mem);
+    if (!read_ok) {
+        *why = "cannot read the server's fd_sets from /proc/" + std::to_string(pid) + "/mem";
+        return std::nullopt;
+    }
+    if (syscall_line() != before) {
+        *why = "the server woke up while its fd_sets were read";
+        return std::nullopt;
+    }
+    return fds;
+}
+
+/// What happened to one client among many: echoed, closed by the server, or neither.
+enum class Outcome { kEchoed, kClosed, kSilent, kWrong };
+
+/// Sends @p line on @p client and sees whether it comes back or the connection is closed.
+Outcome try_echo(Client& client, const std::string& line) {
+    client.send_some(line);  // a refused client may already be reset: ignore errors
+    std::string got;
+    Deadline deadline(answer_limit());
+    while (got.size() < line.size()) {
+        pollfd p{client.fd(), POLLIN, 0};
+        if (poll(&p, 1, deadline.remaining_ms()) <= 0) return Outcome::kSilent;
+        char buffer[256];
+        ssize_t n = recv(client.fd(), buffer, sizeof buffer, 0);
+        if (n <= 0) return got.empty() ? Outcome::kClosed : Outcome::kWrong;
+        got.append(buffer, static_cast<size_t>(n));
+    }
+    return got == line ? Outcome::kEchoed : Outcome::kWrong;
+}
+
+// ---- the server contract ----------------------------------------------------------
+
+TEST(SelectStart, ReadyLine) {
+    ServerProcess server(server_under_test());
+    EXPECT_TRUE(server.ready()) << server.failure();
+}
+TEST(SelectStart, HelpAndBadOptions) {
+    battery::help_exits_zero(server_under_test());
+    battery::bad_option_exits_two(server_under_test());
+}
+TEST_F(Select, StopsOnSigterm) { battery::sigterm_stops(server()); }
+
+// ---- the echo contract -------------------------------------------------------------
+
+TEST_F(Select, EchoesLine) { battery::echoes_line(endpoint()); }
+TEST_F(Select, EchoesBinary) { battery::echoes_binary(endpoint()); }
+TEST_F(Select, PipelinedLines) { battery::pipelined_lines(endpoint()); }
+TEST_F(Select, MegabyteBurst) { battery::megabyte_burst(endpoint()); }
+TEST_F(Select, HalfClose) { battery::half_close(endpoint()); }
+TEST_F(Select, SurvivesReset) { battery::survives_reset(server()); }
+TEST_F(Select, ShortSessionsNoFdGrowth) { battery::short_sessions_no_fd_growth(server()); }
+
+// ---- concurrency in one thread ----------------------------------------------------------
+
+TEST_F(Select, PartialLineDoesNotBlockOthers) { battery::partial_line_does_not_block_others(endpoint()); }
+TEST_F(Select, DripFeederDoesNotBlockOthers) { battery::drip_feeder_does_not_block_others(endpoint()); }
+TEST_F(Select, StoppedReaderDoesNotBlockOthers) { battery::stopped_reader_does_not_block_others(endpoint()); }
+TEST_F(Select, TwentyClientsAtOnce) { battery::many_clients_at_once(endpoint(), 20); }
+
+// A client that sends without ever reading must not make the server buffer
+// without limit: once its unsent echo passes a cap, the server stops reading
+// it, and TCP flow control blocks the client's sends. Judged two ways: how
+// much the client could send, and how much the server's memory grew.
+TEST_F(Select, UnreadEchoIsBounded) {
+    auto resident_kib = [&] {
+        auto field = proc::status_field(server().pid(), "VmRSS");  // "1234 kB"
+        return field ? std::strtol(field->c_str(), nullptr, 10) : 0L;
+    };
+    long memory_before = resident_kib();
+    ConnectOptions small_buffer;
+    small_buffer.receive_buffer = 4096;
+    Client hog = connect("hog (never reads)", small_buffer);
+    const size_t limit = 48u << 20;
+    std::string chunk = binary_payload(1 << 16, 9);
+    size_t sent = 0;
+    int quiet_looks = 0;  // consecutive windows in which the server took nothing
+    Deadline deadline(answer_limit() * 2);
+    while (sent < limit && quiet_looks < 2 && !deadline.expired()) {
+        size_t now = hog.send_some(chunk);
+        sent += now;
+        if (now < chunk.size()) {
+            pollfd p{hog.fd(), POLLOUT, 0};
+            quiet_looks = poll(&p, 1, static_cast<int>(quiet_window().count())) == 0 ? quiet_looks + 1 : 0;
+        }
+    }
+    long growth_kib = resident_kib() - memory_before;
+    EXPECT_TRUE(sent < limit && growth_kib < (32L << 10))
+        << "a client sent " << (sent >> 20) << " MiB without reading any echo, and the server's "
+        << "memory grew by " << (growth_kib >> 10) << " MiB: it keeps reading a client whose "
+        << "echo piles up.\n  hint: while a client's pending echo is above a cap, stop watching it "
+           "for input (leave it out of the read set): TCP flow control then makes the client wait" << context();
+    Client bob = connect("bob");
+    ASSERT_TRUE(bob.send("still serving?\n"));
+    EXPECT_TRUE(bob.expect("still serving?\n")) << context();
+}
+
+// ---- the lesson: the sets, their limit, and sleeping ------------------------------------
+
+TEST_F(Select, ClosedClientLeavesTheSet) {
+    std::vector<Client> clients;
+    for (int i = 0; i < 4; ++i) {
+        clients.push_back(connect("client " + std::to_string(i + 1)));
+        ASSERT_TRUE(clients.back().send("hello\n"));
+        ASSERT_TRUE(clients.back().expect("hello\n"));
+    }
+    clients[1].close();  // leaves from the middle
+    clients[2].reset();
+    for (int round = 0; round < 3; ++round) {
+        for (int i : {0, 3}) {
+            std::string line = "round " + std::to_string(round) + "\n";
+            ASSERT_TRUE(clients[i].send(line));
+            auto exit = server().wait_exit(Millis(0));
+            ASSERT_FALSE(exit.has_value())
+                << "after two clients left, the server " << exit->describe()
+                << ".\n  hint: select() fails with EBADF when a set holds a closed fd: rebuild the "
+                   "sets (FD_ZERO, then FD_SET each open client) before every call" << context();
+            ASSERT_TRUE(clients[i].expect(line))
+                << "\n  hint: after two clients left, " << clients[i].name() << " was no longer "
+                << "served: rebuild the fd_sets from the open clients before every select() "
+                << "(select() overwrites them with its answer)" << context();
+        }
+    }
+    Client newcomer = connect("newcomer");
+    ASSERT_TRUE(newcomer.send("hi\n"));
+    EXPECT_TRUE(newcomer.expect("hi\n")) << "\n  hint: keep the listener in the read set" << context();
+}
+
+// Reads the fd_sets the idle server passes to select() (see select_wait_set):
+// they must hold the listener and every open client, and no closed fd.
+TEST_F(Select, WaitSetMatchesOpenClients) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients;
+    for (int i = 0; i < 6; ++i) {
+        clients.push_back(connect("client " + std::to_string(i + 1)));
+        ASSERT_TRUE(clients.back().send("hello\n"));
+        ASSERT_TRUE(clients.back().expect("hello\n"));
+    }
+    clients[1].close();
+    clients[4].close();
+    std::string problem = "never looked";
+    bool matched = eventually(answer_limit(), [&] {
+        problem.clear();
+        if (server().wait_exit(Millis(0))) {
+            problem = "the server exited";
+            return true;
+        }
+        auto sockets = proc::socket_fds(server().pid());
+        auto open_fds = proc::fds(server().pid());
+        if (!sockets || !open_fds) {
+            problem = "cannot read /proc/" + std::to_string(server().pid());
+            return false;
+        }
+        if (sockets->connected.size() != 4) {
+            problem = "the server holds " + std::to_string(sockets->connected.size()) +
+                      " client sockets; 4 clients are connected";
+            return false;
+        }
+        auto waiting_on = select_wait_set(server().pid(), &problem);
+        if (!waiting_on) return false;
+        std::set<int> open;
+        for (const proc::FdEntry& entry : *open_fds) open.insert(entry.fd);
+        for (int fd : *waiting_on)
+            if (!open.count(fd)) problem += "fd " + std::to_string(fd) + " is in the set but closed; ";
+        for (int fd : sockets->listening)
+            if (!waiting_on->count(fd)) problem += "the listener (fd " + std::to_string(fd) + ") is missing; ";
+        for (int fd : sockets->connected)
+            if (!waiting_on->count(fd)) problem += "client fd " + std::to_string(fd) + " is missing; ";
+        return problem.empty();
+    });
+    if (!matched && problem.rfind("cannot open", 0) == 0) GTEST_SKIP() << "model check skipped: " << problem;
+    EXPECT_TRUE(matched && problem.empty())
+        << "with 4 clients connected (2 others have left), the idle server's select() sets: " << problem
+        << "\n  hint: rebuild the sets before every select(): FD_ZERO, then FD_SET the listener "
+           "and each open client; forget a client once you close it" << context();
+}
+
+// select() cannot watch an fd >= FD_SETSIZE (1024). With its fd limit raised,
+// the server receives such fds from accept(); it must close those clients and
+// keep serving the rest.
+TEST_F(Select, RefusesFdBeyondFdSetsize) {
+    LaunchOptions options;
+    options.max_open_files = 2048;
+    MUXLAB_RESTART(options);
+    constexpr int kClients = 1100;
+    std::vector<Client> clients;
+    clients.reserve(kClients);
+    for (int i = 0; i < kClients; ++i) {
+        ::testing::AssertionResult ok = ::testing::AssertionSuccess();
+        clients.push_back(Client::try_connect(endpoint(), "client " + std::to_string(i + 1), &ok));
+        ASSERT_TRUE(ok) << "client " << i + 1 << " of " << kClients << " could not connect" << context();
+    }
+    int echoed = 0, closed = 0;
+    for (int i = 0; i < kClients; ++i) {
+        std::string line = "client " + std::to_string(i + 1) + "\n";
+        Outcome outcome = try_echo(clients[i], line);
+        if (outcome == Outcome::kEchoed) ++echoed;
+        else if (outcome == Outcome::kClosed) ++closed;
+        else {
+            ADD_FAILURE() << "client " << i + 1 << " of " << kClients << " (after " << echoed
+                          << " served and " << closed << " refused) "
+                          << (outcome == Outcome::kSilent ? "got no echo and was not closed"
+                                                          : "got a wrong echo")
+                          << ".\n  hint: a client whose fd is >= FD_SETSIZE must be closed at once "
+                             "(FD_SET on it writes past the fd_set); every other client is served"
+                          << context();
+            break;
+        }
+    }
+    auto exit = server().wait_exit(Millis(0));
+    ASSERT_FALSE(exit.has_value()) << "with " << kClients << " clients connected the server "
+                                   << exit->describe() << context();
+    EXPECT_LE(echoed, FD_SETSIZE - 1)
+        << echoed << " clients were served, more than select() can watch (FD_SETSIZE " << FD_SETSIZE
+        << "): fds >= FD_SETSIZE were passed to FD_SET.\n  hint: refuse (close) a client whose fd is "
+           ">= FD_SETSIZE" << context();
+    EXPECT_GE(echoed, 900) << "only " << echoed << " of " << kClients << " clients were served; "
+                           << "every client below the FD_SETSIZE limit must be" << context();
+    // Those that were served still are.
+    for (int i = 0; i < 20 && !HasFailure(); ++i) {
+        std::string line = "again " + std::to_string(i) + "\n";
+        EXPECT_EQ(try_echo(clients[i], line), Outcome::kEchoed)
+            << "client " << i + 1 << " was no longer served after the refusals" << context();
+    }
+}
+
+TEST_F(Select, WaitsInSelect) {
+    MUXLAB_REQUIRE_PROC();
+    Client alice = connect("alice");
+    ASSERT_TRUE(alice.send("x"));
+    ASSERT_TRUE(alice.expect("x"));
+    auto idle = proc::idle_syscall(server().pid(), server().pid());
+    ASSERT_TRUE(idle.has_value()) << "the idle server never settled in a system call (a busy loop?)";
+    EXPECT_TRUE(is_select(*idle))
+        << "with a client connected and quiet, the server waits in " << proc::syscall_name(*idle)
+        << "; stage 04 waits for all its sockets at once in select() (see /proc/" << server().pid()
+        << "/syscall)";
+    auto fds = proc::fds(server().pid());
+    ASSERT_TRUE(fds.has_value());
+    for (const proc::FdEntry& entry : *fds)
+        EXPECT_FALSE(entry.is_epoll()) << "fd " << entry.fd << " is an epoll instance; stage 04 uses select()";
+}
+
+TEST_F(Select, NoCpuWhileIdle) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients;
+    for (int i = 0; i < 3; ++i) {
+        clients.push_back(connect("client " + std::to_string(i + 1)));
+        ASSERT_TRUE(clients.back().send("x"));
+        ASSERT_TRUE(clients.back().expect("x"));
+    }
+    auto activity = proc::idle_activity(server().pid(), Millis(500));
+    ASSERT_TRUE(activity.has_value());
+    EXPECT_TRUE(activity->empty())
+        << "with 3 quiet clients, " << *activity
+        << ".\n  hint: pass NULL as select()'s timeout so it sleeps until a socket is ready; a zero "
+           "timeout returns at once and turns the loop into a busy loop" << context();
+}
+
+TEST_F(Select, OneProcessOneThread) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients;
+    for (int i = 0; i < 3; ++i) {
+        clients.push_back(connect("client " + std::to_string(i + 1)));
+        ASSERT_TRUE(clients.back().send("x"));
+        ASSERT_TRUE(clients.back().expect("x"));
+    }
+    auto tree = proc::process_tree(server().pid());
+    EXPECT_EQ(tree.size(), 1u) << "with 3 clients connected the server has " << tree.size() - 1
+                               << " child processes; stage 04 serves everyone from one process";
+    EXPECT_EQ(proc::threads(server().pid()).size(), 1u)
+        << "with 3 clients connected the server runs several threads; stage 04 has one";
+}
+
+}  // namespace
+}  // namespace muxlab::test

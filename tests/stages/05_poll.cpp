@@ -1,0 +1,390 @@
+/**
+ * @file 05_poll.cpp
+ * @brief Stage 05 contract: the echo server with poll(), for thousands of
+ *        clients, with a client limit (`--max-clients N`).
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include "harness/battery.hpp"
+
+namespace muxlab::test {
+namespace {
+
+class Poll : public ServerTest {
+protected:
+    /// Connects @p count clients, each checked with one echo.
+    std::vector<Client> connect_echoing(int count, const std::string& prefix = "client") {
+        std::vector<Client> clients;
+        for (int i = 0; i < count; ++i) {
+            clients.push_back(connect(prefix + " " + std::to_string(i + 1)));
+            std::string line = "hello from " + clients.back().name() + "\n";
+            EXPECT_TRUE(clients.back().send(line));
+            EXPECT_TRUE(clients.back().expect(line)) << context();
+        }
+        return clients;
+    }
+
+    /// Waits until the server holds exactly @p count client sockets.
+    bool wait_for_client_sockets(size_t count) {
+        return eventually(answer_limit(), [&] {
+            auto sockets = proc::socket_fds(server().pid());
+            return sockets && sockets->connected.size() == count;
+        });
+    }
+};
+
+bool is_poll(long number) { return number == SYS_ppoll
+#ifdef SYS_poll
+    || number == SYS_poll
+#endif
+    ; }
+
+/**
+ * @brief The fds in the pollfd array a process waits on, read from the kernel.
+ *
+ * Like the fd_set probe of stage 04: /proc/PID/syscall gives poll()'s
+ * arguments (the array's address and length), /proc/PID/mem its contents.
+ * @return every fd >= 0 in the array (entries < 0 are ignored by poll), or
+ *         nullopt with @p why explaining.
+ */
+std::optional<std::vector<int>> poll_wait_set(pid_t pid, std::string* why) {
+    std::string path = "/proc/" + std::to_string(pid);
+    auto syscall_line = [&] {
+        std::ifstream file(path + "/syscall");
+        std::string line;
+        std::getline(file, line);
+        return line;
+    };
+    std::string before = syscall_line();
+    std::istringstream words(before);
+    long number = -1;
+    if (!(words >> number) || !is_poll(number)) {
+        *why = "the server is not waiting in poll() (/proc/" + std::to_string(pid) + "/syscall: \"" +
+               before + "\")";
+        return std::nullopt;
+    }
+    std::string array_hex, count_hex;
+    words >> array_hex >> count_hex;
+    unsigned long address = std::strtoul(array_hex.c_str(), nullptr, 16);
+    unsigned long count = std::strtoul(count_hex.c_str(), nullptr, 16);
+    if (count > 1000000) {
+        *why = "poll() was called with nfds " + std::to_string(count);
+        return std::nullopt;
+    }
+    int mem = open((path + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+    if (mem < 0) {
+        *why = "cannot open /proc/" + std::to_string(pid) + "/mem";
+        return std::nullopt;
+    }
+    std::vector<pollfd> entries(count);
+    ssize_t n = pread(mem, entries.data(), count * sizeof(pollfd), static_cast<off_t>(address));
+    close(mem);
+    if (n != static_cast<ssize_t>(count * sizeof(pollfd))) {
+        *why = "cannot read the server's pollfd array from /proc/" + std::to_string(pid) + "/mem";
+        return std::nullopt;
+    }
+    if (syscall_line() != before) {
+        *why = "the server woke up while its pollfd array was read";
+        return std::nullopt;
+    }
+    std::vector<int> fds;
+    for (const pollfd& entry : entries)
+        if (entry.fd >= 0) fds.push_back(entry.fd);
+    return fds;
+}
+
+/// What happened to one client among many: echoed, closed by the server, or neither.
+enum class Outcome { kEchoed, kClosed, kSilent, kWrong };
+
+/// Sends @p line on @p client and sees whether it comes back or the connection is closed.
+Outcome try_echo(Client& client, const std::string& line) {
+    client.send_some(line);  // a refused client may already be reset: ignore errors
+    std::string got;
+    Deadline deadline(answer_limit());
+    while (got.size() < line.size()) {
+        pollfd p{client.fd(), POLLIN, 0};
+        if (poll(&p, 1, deadline.remaining_ms()) <= 0) return Outcome::kSilent;
+        char buffer[256];
+        ssize_t n = recv(client.fd(), buffer, sizeof buffer, 0);
+        if (n <= 0) return got.empty() ? Outcome::kClosed : Outcome::kWrong;
+        got.append(buffer, static_cast<size_t>(n));
+    }
+    return got == line ? Outcome::kEchoed : Outcome::kWrong;
+}
+
+// ---- the server contract ----------------------------------------------------------
+
+TEST(PollStart, ReadyLine) {
+    ServerProcess server(server_under_test());
+    EXPECT_TRUE(server.ready()) << server.failure();
+}
+TEST(PollStart, HelpAndBadOptions) {
+    battery::help_exits_zero(server_under_test());
+    battery::bad_option_exits_two(server_under_test());
+}
+TEST_F(Poll, StopsOnSigterm) { battery::sigterm_stops(server()); }
+
+// ---- the echo contract -------------------------------------------------------------
+
+TEST_F(Poll, EchoesLine) { battery::echoes_line(endpoint()); }
+TEST_F(Poll, EchoesBinary) { battery::echoes_binary(endpoint()); }
+TEST_F(Poll, PipelinedLines) { battery::pipelined_lines(endpoint()); }
+TEST_F(Poll, MegabyteBurst) { battery::megabyte_burst(endpoint()); }
+TEST_F(Poll, HalfClose) { battery::half_close(endpoint()); }
+TEST_F(Poll, SurvivesReset) { battery::survives_reset(server()); }
+TEST_F(Poll, ShortSessionsNoFdGrowth) { battery::short_sessions_no_fd_growth(server()); }
+
+// ---- concurrency in one thread ----------------------------------------------------------
+
+TEST_F(Poll, PartialLineDoesNotBlockOthers) { battery::partial_line_does_not_block_others(endpoint()); }
+TEST_F(Poll, DripFeederDoesNotBlockOthers) { battery::drip_feeder_does_not_block_others(endpoint()); }
+TEST_F(Poll, StoppedReaderDoesNotBlockOthers) { battery::stopped_reader_does_not_block_others(endpoint()); }
+
+// A client that sends without ever reading must not make the server buffer
+// without limit: once its unsent echo passes a cap, the server stops reading
+// it, and TCP flow control blocks the client's sends. Judged two ways: how
+// much the client could send, and how much the server's memory grew.
+TEST_F(Poll, UnreadEchoIsBounded) {
+    auto resident_kib = [&] {
+        auto field = proc::status_field(server().pid(), "VmRSS");  // "1234 kB"
+        return field ? std::strtol(field->c_str(), nullptr, 10) : 0L;
+    };
+    long memory_before = resident_kib();
+    ConnectOptions small_buffer;
+    small_buffer.receive_buffer = 4096;
+    Client hog = connect("hog (never reads)", small_buffer);
+    const size_t limit = 48u << 20;
+    std::string chunk = binary_payload(1 << 16, 9);
+    size_t sent = 0;
+    int quiet_looks = 0;  // consecutive windows in which the server took nothing
+    Deadline deadline(answer_limit() * 2);
+    while (sent < limit && quiet_looks < 2 && !deadline.expired()) {
+        size_t now = hog.send_some(chunk);
+        sent += now;
+        if (now < chunk.size()) {
+            pollfd p{hog.fd(), POLLOUT, 0};
+            quiet_looks = poll(&p, 1, static_cast<int>(quiet_window().count())) == 0 ? quiet_looks + 1 : 0;
+        }
+    }
+    long growth_kib = resident_kib() - memory_before;
+    EXPECT_TRUE(sent < limit && growth_kib < (32L << 10))
+        << "a client sent " << (sent >> 20) << " MiB without reading any echo, and the server's "
+        << "memory grew by " << (growth_kib >> 10) << " MiB: it keeps reading a client whose "
+        << "echo piles up.\n  hint: while a client's pending echo is above a cap, stop watching it "
+           "for input (clear POLLIN in its events): TCP flow control then makes the client wait" << context();
+    Client bob = connect("bob");
+    ASSERT_TRUE(bob.send("still serving?\n"));
+    EXPECT_TRUE(bob.expect("still serving?\n")) << context();
+}
+
+// ---- the lesson: the client limit, thousands of clients, the array -------------------------
+
+TEST_F(Poll, RefusesClientsBeyondMax) {
+    LaunchOptions options;
+    options.args = {"--max-clients", "3"};
+    MUXLAB_RESTART(options);
+    std::vector<Client> clients = connect_echoing(3);
+    ASSERT_FALSE(HasFailure());
+    Client extra = connect("client 4 (one too many)");
+    EXPECT_TRUE(extra.expect("ERROR too many clients\n"))
+        << "\n  hint: with --max-clients 3 and 3 clients connected, tell the next one "
+           "\"ERROR too many clients\" (with a LF) and close it" << context();
+    EXPECT_TRUE(extra.expect_closed()) << "\n  hint: close the refused client after the message" << context();
+    for (Client& client : clients) {
+        ASSERT_TRUE(client.send("still here\n"));
+        EXPECT_TRUE(client.expect("still here\n"))
+            << "\n  hint: refusing one client must not affect the others" << context();
+    }
+    // A client leaves: there is room again.
+    clients[1].close();
+    bool admitted = false;
+    Deadline deadline(answer_limit());
+    while (!admitted && !deadline.expired()) {
+        Client newcomer = connect("newcomer");
+        admitted = try_echo(newcomer, "room for me?\n") == Outcome::kEchoed;
+    }
+    EXPECT_TRUE(admitted) << "after one of the 3 clients left, a new client was still refused"
+                          << "\n  hint: count only the clients still connected" << context();
+}
+
+TEST_F(Poll, FiveThousandClients) {
+    constexpr int kClients = 5000;
+    LaunchOptions options;
+    options.args = {"--max-clients", "6000"};
+    options.max_open_files = 8192;
+    MUXLAB_RESTART(options);
+    std::vector<Client> clients;
+    clients.reserve(kClients);
+    for (int i = 0; i < kClients; ++i) {
+        ::testing::AssertionResult ok = ::testing::AssertionSuccess();
+        clients.push_back(Client::try_connect(endpoint(), "client " + std::to_string(i + 1), &ok));
+        ASSERT_TRUE(ok) << "client " << i + 1 << " of " << kClients << " could not connect" << context();
+    }
+    for (int i = 0; i < kClients; ++i) ASSERT_TRUE(clients[i].send("I am client " + std::to_string(i + 1) + "\n"));
+    for (int i = 0; i < kClients; ++i)
+        ASSERT_TRUE(clients[i].expect("I am client " + std::to_string(i + 1) + "\n"))
+            << "\n  hint: " << kClients << " clients are connected at once (the server may open "
+            << "8192 fds): poll() has no FD_SETSIZE limit, so every one must be served" << context();
+}
+
+// Clients leave from the middle of the array while the others keep talking:
+// every remaining client must still get its own echo.
+TEST_F(Poll, RemovingFromTheMiddleKeepsEveryone) {
+    constexpr int kClients = 30;
+    std::vector<Client> clients = connect_echoing(kClients);
+    ASSERT_FALSE(HasFailure());
+    std::vector<bool> gone(kClients, false);
+    for (int wave = 0; wave < 3; ++wave) {
+        // Every third client leaves (half by close, half by RST); in the same
+        // instant the others send, so one poll() round sees both.
+        for (int i = wave; i < kClients; i += 3) {
+            if (i % 2 == 0) clients[i].close();
+            else clients[i].reset();
+            gone[i] = true;
+            if (wave == 2 && i > kClients / 2) break;  // keep some clients to the end
+        }
+        for (int i = 0; i < kClients; ++i) {
+            if (gone[i]) continue;
+            ASSERT_TRUE(clients[i].send("wave " + std::to_string(wave) + " " + clients[i].name() + "\n"));
+        }
+        for (int i = 0; i < kClients; ++i) {
+            if (gone[i]) continue;
+            EXPECT_TRUE(clients[i].expect("wave " + std::to_string(wave) + " " + clients[i].name() + "\n"))
+                << "\n  hint: after clients left from the middle of the pollfd array, "
+                << clients[i].name() << " lost its echo (or its connection). When you remove entry "
+                   "i, whatever you move into slot i (the last entry, with its client state) "
+                   "must move together, and must still be served" << context();
+            if (HasFailure()) return;
+        }
+    }
+}
+
+TEST_F(Poll, NoCpuAfterClientsLeave) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients = connect_echoing(8);
+    ASSERT_FALSE(HasFailure());
+    for (int i : {1, 3, 4, 6}) clients[i].close();
+    ASSERT_TRUE(wait_for_client_sockets(4)) << "4 clients left but the server did not close their sockets"
+                                            << context();
+    auto activity = proc::idle_activity(server().pid(), Millis(500));
+    ASSERT_TRUE(activity.has_value());
+    EXPECT_TRUE(activity->empty())
+        << "after 4 of 8 clients left, with 4 quiet clients, " << *activity
+        << ".\n  hint: a closed fd left in the pollfd array makes poll() report POLLNVAL at once, "
+           "on every call: remove the entry when you close its socket" << context();
+}
+
+TEST_F(Poll, NoCpuAfterBackpressure) {
+    MUXLAB_REQUIRE_PROC();
+    ConnectOptions small_buffer;
+    small_buffer.receive_buffer = 4096;
+    Client hog = connect("hog", small_buffer);
+    // Send without reading until the server stops reading (or 16 MiB)...
+    std::string data = binary_payload(16u << 20, 11);
+    size_t sent = 0;
+    Deadline deadline(answer_limit());
+    while (sent < data.size() && !deadline.expired()) {
+        size_t now = hog.send_some(std::string_view(data).substr(sent, 1 << 16));
+        sent += now;
+        if (now == 0) {
+            pollfd p{hog.fd(), POLLOUT, 0};
+            if (poll(&p, 1, static_cast<int>(quiet_window().count())) == 0) break;
+        }
+    }
+    // ...then read every byte back, and go quiet.
+    ASSERT_TRUE(hog.expect(std::string_view(data).substr(0, sent), answer_limit() * 2)) << context();
+    auto activity = proc::idle_activity(server().pid(), Millis(500));
+    ASSERT_TRUE(activity.has_value());
+    EXPECT_TRUE(activity->empty())
+        << "a client sent " << (sent >> 10) << " KiB without reading, then read it all back; now it "
+        << "is quiet, and " << *activity
+        << ".\n  hint: check the events you leave in the array: clear a bit with events &= ~FLAG "
+           "(events |= ~FLAG sets every other bit, POLLOUT and POLLWRNORM included, so a writable "
+           "socket wakes poll() forever)" << context();
+}
+
+// Reads the pollfd array the idle server passes to poll() (see poll_wait_set):
+// it must hold the listener and every open client, and no closed fd.
+TEST_F(Poll, PollSetMatchesOpenClients) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients = connect_echoing(6);
+    ASSERT_FALSE(HasFailure());
+    clients[1].close();
+    clients[4].close();
+    std::string problem = "never looked";
+    bool matched = eventually(answer_limit(), [&] {
+        problem.clear();
+        if (server().wait_exit(Millis(0))) {
+            problem = "the server exited";
+            return true;
+        }
+        auto sockets = proc::socket_fds(server().pid());
+        auto open_fds = proc::fds(server().pid());
+        if (!sockets || !open_fds) {
+            problem = "cannot read /proc/" + std::to_string(server().pid());
+            return false;
+        }
+        if (sockets->connected.size() != 4) {
+            problem = "the server holds " + std::to_string(sockets->connected.size()) +
+                      " client sockets; 4 clients are connected";
+            return false;
+        }
+        auto watched = poll_wait_set(server().pid(), &problem);
+        if (!watched) return false;
+        std::set<int> open, in_array(watched->begin(), watched->end());
+        for (const proc::FdEntry& entry : *open_fds) open.insert(entry.fd);
+        for (int fd : *watched)
+            if (!open.count(fd)) problem += "fd " + std::to_string(fd) + " is in the array but closed; ";
+        for (int fd : sockets->listening)
+            if (!in_array.count(fd)) problem += "the listener (fd " + std::to_string(fd) + ") is missing; ";
+        for (int fd : sockets->connected)
+            if (!in_array.count(fd)) problem += "client fd " + std::to_string(fd) + " is missing; ";
+        if (in_array.size() != watched->size()) problem += "an fd appears twice; ";
+        return problem.empty();
+    });
+    if (!matched && problem.rfind("cannot open", 0) == 0) GTEST_SKIP() << "model check skipped: " << problem;
+    EXPECT_TRUE(matched && problem.empty())
+        << "with 4 clients connected (2 others have left), the idle server's pollfd array: " << problem
+        << "\n  hint: when a client leaves, close its socket and remove its entry from the array "
+           "(or set the entry's fd to -1)" << context();
+}
+
+TEST_F(Poll, WaitsInPoll) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients = connect_echoing(2);
+    ASSERT_FALSE(HasFailure());
+    auto idle = proc::idle_syscall(server().pid(), server().pid());
+    ASSERT_TRUE(idle.has_value()) << "the idle server never settled in a system call (a busy loop?)";
+    EXPECT_TRUE(is_poll(*idle))
+        << "with clients connected and quiet, the server waits in " << proc::syscall_name(*idle)
+        << "; stage 05 waits in poll() (see /proc/" << server().pid() << "/syscall)";
+    auto fds = proc::fds(server().pid());
+    ASSERT_TRUE(fds.has_value());
+    for (const proc::FdEntry& entry : *fds)
+        EXPECT_FALSE(entry.is_epoll()) << "fd " << entry.fd << " is an epoll instance; stage 05 uses poll()";
+}
+
+TEST_F(Poll, OneProcessOneThread) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients = connect_echoing(3);
+    ASSERT_FALSE(HasFailure());
+    auto tree = proc::process_tree(server().pid());
+    EXPECT_EQ(tree.size(), 1u) << "with 3 clients connected the server has " << tree.size() - 1
+                               << " child processes; stage 05 serves everyone from one process";
+    EXPECT_EQ(proc::threads(server().pid()).size(), 1u)
+        << "with 3 clients connected the server runs several threads; stage 05 has one";
+}
+
+}  // namespace
+}  // namespace muxlab::test
