@@ -94,7 +94,7 @@ $(RUBRIC_CPP): tests/rubric.txt
 
 $(GRADER): $(STAGE_SRC:%.cpp=$(BUILD)/%.o) $(GRADER_SRC:%.cpp=$(BUILD)/%.o) \
            $(RUBRIC_CPP:%.cpp=%.o) $(HARNESS_LIB) $(COMMON_LIB)
-	$(CXX) $(LDFLAGS) $^ $(GTEST_LIBS) -o $@
+	$(CXX) $(LDFLAGS) $^ $(GTEST_LIBS) -o $@.tmp && mv -f $@.tmp $@  # never half-written for a running self-test
 
 $(UNIT_TESTS): $(UNIT_SRC:%.cpp=$(BUILD)/%.o) $(BUILD)/tests/grader/rubric.o \
                $(RUBRIC_CPP:%.cpp=%.o) $(HARNESS_LIB) $(COMMON_LIB)
@@ -137,9 +137,13 @@ test check: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@tools/selftest --build $(BUILD) --jobs $(NPROC)
 
+# ASan/UBSan: the whole self-test. TSan: the stage that shares memory
+# between threads (03); TSan's own handling of signals in forked children
+# makes it the wrong tool for the process stages.
 sanitize: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined OPT=-O1 test
-	@$(MAKE) --no-print-directory BUILD=build/tsan SAN=thread OPT=-O1 test
+	@$(MAKE) --no-print-directory -j$(NPROC) BUILD=build/tsan SAN=thread OPT=-O1 all
+	@MUXLAB_TIME_SCALE=3 tools/selftest --build build/tsan --filter '^solution 03-'
 
 clean:
 	rm -rf build

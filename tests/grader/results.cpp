@@ -29,7 +29,30 @@ int total_max(const std::vector<LabOutcome>& labs) {
     return total;
 }
 
-std::string json_escape(const std::string& text) {
+namespace {
+/// @p text with every invalid UTF-8 sequence replaced by U+FFFD: a server's
+/// stderr may hold any bytes, and JSON and XML readers reject broken UTF-8.
+std::string valid_utf8(const std::string& text) {
+    std::string out;
+    for (size_t i = 0; i < text.size();) {
+        unsigned char lead = static_cast<unsigned char>(text[i]);
+        size_t length = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xe ? 3 : (lead >> 3) == 0x1e ? 4 : 0;
+        bool ok = length > 0 && i + length <= text.size();
+        for (size_t k = 1; ok && k < length; ++k) ok = (static_cast<unsigned char>(text[i + k]) >> 6) == 0x2;
+        if (ok) {
+            out.append(text, i, length);
+            i += length;
+        } else {
+            out += "\xEF\xBF\xBD";
+            ++i;
+        }
+    }
+    return out;
+}
+}  // namespace
+
+std::string json_escape(const std::string& raw) {
+    std::string text = valid_utf8(raw);
     std::string out;
     for (unsigned char c : text) {
         switch (c) {
@@ -51,7 +74,8 @@ std::string json_escape(const std::string& text) {
     return out;
 }
 
-std::string xml_escape(const std::string& text) {
+std::string xml_escape(const std::string& raw) {
+    std::string text = valid_utf8(raw);
     std::string out;
     for (unsigned char c : text) {
         switch (c) {
@@ -72,8 +96,10 @@ void write_gradescope_json(std::ostream& out, const std::vector<LabOutcome>& lab
     out << "{\n  \"score\": " << total_score(labs) << ",\n  \"max_score\": " << total_max(labs)
         << ",\n  \"execution_time\": " << static_cast<long>(seconds + 0.5) << ",\n  \"output\": \"";
     std::string summary;
-    for (const LabOutcome& lab : labs)
+    for (const LabOutcome& lab : labs) {
         summary += lab.lab + ": " + std::to_string(lab.score()) + "/" + std::to_string(lab.max_score()) + "\n";
+        if (!lab.build_error.empty()) summary += lab.build_error + "\n";
+    }
     out << json_escape(summary) << "\",\n  \"visibility\": \"visible\",\n  \"tests\": [";
     bool first = true;
     for (const LabOutcome& lab : labs) {
@@ -82,14 +108,25 @@ void write_gradescope_json(std::ostream& out, const std::vector<LabOutcome>& lab
             first = false;
             // Gradescope knows "passed" and "failed"; a skipped test earned nothing.
             const char* status = test.status == TestOutcome::Status::kPassed ? "passed" : "failed";
-            std::string output = test.status == TestOutcome::Status::kSkipped ? "skipped: " + test.message
-                                                                              : test.message;
+            std::string output = test.message;
+            if (test.status == TestOutcome::Status::kSkipped)
+                output = output.rfind("requires: ", 0) == 0 ? "skipped: requires " + output.substr(10)
+                                                            : "skipped: " + output;
             out << "    {\"name\": \"" << json_escape(lab.lab + ": " + test.test) << "\", \"score\": "
                 << test.points << ", \"max_score\": " << test.max_points << ", \"status\": \"" << status
                 << "\", \"output\": \"" << json_escape(output) << "\", \"visibility\": \"visible\"}";
         }
     }
     out << "\n  ]\n}\n";
+}
+
+void write_scores(std::ostream& out, const std::vector<LabOutcome>& labs) {
+    for (const LabOutcome& lab : labs) {
+        const char* state = !lab.build_error.empty()           ? "not-built"
+                            : lab.score() == lab.max_score()   ? "passed"
+                                                               : "failed";
+        out << lab.lab << "," << lab.score() << "," << lab.max_score() << "," << state << "\n";
+    }
 }
 
 void write_junit_xml(std::ostream& out, const std::vector<LabOutcome>& labs, double seconds) {

@@ -26,6 +26,7 @@ struct LabOutcome {
     std::string lab;       ///< "02-fork"
     std::string server;    ///< the binary graded
     std::vector<TestOutcome> tests;
+    std::string build_error;  ///< "lab NN does not compile: ..." (empty when it built)
     int score() const;
     int max_score() const;
 };
@@ -38,6 +39,9 @@ int total_max(const std::vector<LabOutcome>& labs);
 void write_gradescope_json(std::ostream& out, const std::vector<LabOutcome>& labs, double seconds);
 /// Writes JUnit XML: one <testsuite> per lab, one <testcase> per test.
 void write_junit_xml(std::ostream& out, const std::vector<LabOutcome>& labs, double seconds);
+
+/// Writes one "lab,score,max_score,state" line per lab (state: passed, failed, not-built).
+void write_scores(std::ostream& out, const std::vector<LabOutcome>& labs);
 
 /// Escapes text for a JSON string (without the quotes).
 std::string json_escape(const std::string& text);

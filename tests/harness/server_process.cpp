@@ -15,7 +15,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 namespace muxlab::test {
@@ -38,6 +40,50 @@ ExitReport report_from_status(int status) {
         report.signal = WTERMSIG(status);
     }
     return report;
+}
+
+/// Pids of the ServerProcess objects alive in this process.
+std::set<pid_t>& live_servers() {
+    static std::set<pid_t> pids;
+    return pids;
+}
+
+std::vector<pid_t> children_of(const std::string& task_dir);
+
+std::vector<pid_t> children_of_self() { return children_of("/proc/self/task"); }
+
+/// Every live descendant of this process.
+std::vector<pid_t> descendants_of_self() {
+    std::vector<pid_t> all = children_of_self();
+    for (size_t i = 0; i < all.size() && all.size() < 100000; ++i) {
+        std::vector<pid_t> more = children_of("/proc/" + std::to_string(all[i]) + "/task");
+        all.insert(all.end(), more.begin(), more.end());
+    }
+    return all;
+}
+
+/// The parent of @p pid, from /proc/PID/stat (0 when it is gone).
+pid_t getppid_of(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    size_t end_of_name = text.rfind(')');
+    if (end_of_name == std::string::npos) return 0;
+    std::istringstream fields(text.substr(end_of_name + 1));
+    char state = 0;
+    pid_t parent = 0;
+    fields >> state >> parent;
+    return parent;
+}
+
+std::vector<SandboxEvent>& events() {
+    static std::vector<SandboxEvent> list;
+    return list;
+}
+
+void add_event(bool violation, const std::string& text) {
+    for (const SandboxEvent& event : events())
+        if (event.text == text) return;
+    events().push_back({violation, text});
 }
 
 Sandbox& current_sandbox() {
@@ -195,6 +241,12 @@ std::string copy_for_sandbox(const std::string& program) {
 }  // namespace
 
 void set_sandbox(const Sandbox& sandbox) { current_sandbox() = sandbox; }
+
+std::vector<SandboxEvent> take_sandbox_events() {
+    std::vector<SandboxEvent> taken;
+    taken.swap(events());
+    return taken;
+}
 const Sandbox& sandbox() { return current_sandbox(); }
 
 std::string prepare_program(const std::string& program) {
@@ -221,7 +273,7 @@ bool is_sanitizer_build(const std::string& program) {
     std::string window;
     char chunk[1 << 16];
     bool found = false;
-    while (!found && file.read(chunk, sizeof chunk), file.gcount() > 0) {
+    while (!found && file.read(chunk, sizeof chunk).gcount() > 0) {
         window.append(chunk, static_cast<size_t>(file.gcount()));
         for (const char* mark : kMarks) found = found || window.find(mark) != std::string::npos;
         window.erase(0, window.size() > 32 ? window.size() - 32 : 0);  // a mark may straddle chunks
@@ -249,6 +301,12 @@ ServerProcess::ServerProcess(const std::string& program, const LaunchOptions& op
     for (std::string& word : words) argv.push_back(word.data());
     argv.push_back(nullptr);
 
+    if (access(program.c_str(), F_OK) != 0) {  // as the grader: the sandbox user may not see it
+        int error = errno;
+        failure_ = "cannot run server '" + program + "': " + std::strerror(error) +
+                   (error == ENOENT ? " (was it built? check the path)" : "");
+        return;
+    }
     int out[2], err[2], exec_error[2];
     if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 ||
         pipe2(exec_error, O_CLOEXEC) != 0 || pipe2(wake_pipe_, O_CLOEXEC) != 0) {
@@ -272,6 +330,7 @@ ServerProcess::ServerProcess(const std::string& program, const LaunchOptions& op
     // The child calls setsid() before execv, so once the exec_error pipe
     // reports (EOF on success), its process group exists and kill(-pid) works.
     pidfd_ = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
+    live_servers().insert(pid_);
     stdout_pipe_ = out[0];
     stderr_pipe_ = err[0];
 
@@ -296,6 +355,7 @@ ServerProcess::ServerProcess(const std::string& program, const LaunchOptions& op
 
 ServerProcess::~ServerProcess() {
     stop();
+    live_servers().erase(pid_);
     if (wake_pipe_[1] >= 0) {
         char byte = 0;
         ssize_t ignored = write(wake_pipe_[1], &byte, 1);
@@ -418,16 +478,64 @@ std::optional<ExitReport> ServerProcess::wait_exit(Millis budget) {
     pid_t got = waitpid(pid_, &status, pidfd_ >= 0 ? WNOHANG : 0);
     if (got != pid_) return std::nullopt;
     exit_ = report_from_status(status);
+    note_exit();
     return exit_;
 }
 
+// A server that dies by a signal the harness did not send crashed or hit a
+// sandbox limit: the test's own message may not say so, so the grader adds it.
+void ServerProcess::note_exit() {
+    if (!exit_ || !exit_->signaled || (signalled_ && (exit_->signal == SIGTERM || exit_->signal == SIGKILL)))
+        return;
+    std::string how = "the server " + exit_->describe();
+    switch (exit_->signal) {
+        case SIGXCPU: how += ": it used up its CPU-time limit (a busy loop?)"; break;
+        case SIGXFSZ: how += ": it wrote a file beyond the size limit"; break;
+        case SIGPIPE: how += ": it wrote to a socket its client had closed; send with MSG_NOSIGNAL or ignore SIGPIPE"; break;
+        case SIGSEGV: case SIGBUS: case SIGABRT: case SIGFPE: case SIGILL:
+            how += ": it crashed; run it under gdb or with `make sanitize` to find where"; break;
+        default: break;
+    }
+    add_event(false, how);
+}
+
 std::optional<ExitReport> ServerProcess::terminate(Millis budget) {
-    if (!exit_ && pid_ > 0) kill(pid_, SIGTERM);
+    if (!exit_ && pid_ > 0) {
+        signalled_ = true;
+        kill(pid_, SIGTERM);
+    }
     return wait_exit(budget);
 }
 
 ExitReport ServerProcess::stop() {
     if (pid_ <= 0) return {};
+    if (!signalled_) {
+        // Processes that left the server's session (setsid), or outlived
+        // the server and were reparented to us, are a server gone to the
+        // background: the grader could neither watch nor stop it through its
+        // pid. That breaks the contract (stay in the foreground until SIGTERM).
+        // (Processes a test starts itself stay in the test's session.)
+        bool ended = wait_exit(Millis(0)).has_value();
+        pid_t own_session = getsid(0);
+        size_t escaped = 0;
+        for (pid_t process : descendants_of_self()) {
+            if (live_servers().count(process) != 0) continue;
+            pid_t session = getsid(process);
+            if (session < 0) continue;  // gone meanwhile
+            bool left_session = session != pid_ && session != own_session && live_servers().count(session) == 0;
+            bool orphan = ended && session == pid_ && getppid_of(process) == getpid();
+            if (left_session || orphan) ++escaped;
+        }
+        if (escaped > 0)
+            add_event(true, "the server went into the background (daemonized): " + std::to_string(escaped) +
+                                " process(es) it started left its session or outlived it" +
+                                (ended ? " (the server itself " + exit_->describe() + ")" : std::string()) +
+                                ". A server stays in the foreground until SIGTERM; the grader stops all it started");
+    }
+    if (size_t dropped = output_discarded(); dropped > 0)
+        add_event(false, "the server wrote more than " + std::to_string((dropped + kOutputCap) >> 20) +
+                             " MiB of output (endless logging?); the grader kept the first MiB of each stream");
+    signalled_ = true;
     if (!exit_) {
         kill(-pid_, SIGTERM);
         if (!wait_exit(scaled(Millis(2000)))) {
@@ -488,13 +596,13 @@ std::string ServerProcess::stderr_tail(size_t max_lines) const {
 void become_subreaper() { prctl(PR_SET_CHILD_SUBREAPER, 1); }
 
 namespace {
-std::vector<pid_t> children_of_self() {
+std::vector<pid_t> children_of(const std::string& task_dir) {
     std::vector<pid_t> children;
-    DIR* tasks = opendir("/proc/self/task");
+    DIR* tasks = opendir(task_dir.c_str());
     if (tasks == nullptr) return children;
     while (dirent* entry = readdir(tasks)) {
         if (entry->d_name[0] == '.') continue;
-        std::ifstream file(std::string("/proc/self/task/") + entry->d_name + "/children");
+        std::ifstream file(task_dir + "/" + entry->d_name + "/children");
         for (pid_t child; file >> child;) children.push_back(child);
     }
     closedir(tasks);

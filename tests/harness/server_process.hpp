@@ -73,6 +73,14 @@ const Sandbox& sandbox();
  */
 std::string prepare_program(const std::string& program);
 
+/// Something the harness saw a server do that a student should hear about.
+struct SandboxEvent {
+    bool violation = false;  ///< breaks the server contract: fails the test it happened in
+    std::string text;        ///< what happened and what to do about it
+};
+/// Returns and forgets the events since the last call (the grader asks after each test).
+std::vector<SandboxEvent> take_sandbox_events();
+
 /// True when @p program was built with ASan, TSan or MSan (they map terabytes of shadow memory).
 bool is_sanitizer_build(const std::string& program);
 
@@ -150,6 +158,7 @@ public:
 private:
     void drain_output();
     bool wait_for_ready_lines(const LaunchOptions& options);
+    void note_exit();
 
     pid_t pid_ = -1;
     int pidfd_ = -1;
@@ -157,6 +166,7 @@ private:
     int stderr_pipe_ = -1;
     int wake_pipe_[2] = {-1, -1};
     std::optional<ExitReport> exit_;
+    bool signalled_ = false;  // the harness sent SIGTERM or SIGKILL
     bool ready_ = false;
     std::string failure_;
     std::vector<Endpoint> endpoints_;
