@@ -143,7 +143,7 @@ test check: deps
 sanitize: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined OPT=-O1 test
 	@$(MAKE) --no-print-directory -j$(NPROC) BUILD=build/tsan SAN=thread OPT=-O1 all
-	@MUXLAB_TIME_SCALE=3 tools/selftest --build build/tsan --filter '^solution 03-'
+	@MUXLAB_TIME_SCALE=3 tools/selftest --build build/tsan --filter '^solution 03-threads/'
 
 clean:
 	rm -rf build

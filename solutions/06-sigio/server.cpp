@@ -1,0 +1,225 @@
+/**
+ * @file solutions/06-sigio/server.cpp
+ * @brief Stage 06: an echo server for many clients, driven by SIGIO.
+ *
+ * select() and poll() make the server ask which sockets are ready. Here the
+ * kernel tells it: a socket with the O_ASYNC flag sends the signal SIGIO to
+ * its owner (set with F_SETOWN) whenever something happens on it, and the
+ * server sleeps in sigsuspend() until a signal comes.
+ *
+ * A SIGIO says only "some socket is ready": not which one, and not how many
+ * times, because a standard signal that arrives while the same signal is
+ * already pending is merged into it. So on every signal the server tries
+ * every socket and drains each one until the kernel answers EAGAIN. That is
+ * why, for the first time in this kit, every socket is non-blocking: trying a
+ * socket that has nothing for us must return at once, not put the whole
+ * server to sleep. See notes/07-nonblocking-and-sigio.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstddef>
+#include <string>
+#include <unordered_map>
+
+#include "muxlab/fd.hpp"
+#include "muxlab/net.hpp"
+#include "muxlab/options.hpp"
+
+namespace {
+
+// ---- Tuning -------------------------------------------------------------------
+
+constexpr std::size_t kChunk = 64 * 1024;  // bytes per read()
+// A client that sends faster than it reads piles up echo here. Beyond this
+// many pending bytes we stop reading from it: its data stays in the kernel,
+// TCP flow control slows the sender down, and memory stays bounded.
+constexpr std::size_t kPendingCap = 256 * 1024;
+
+// ---- Data structures ------------------------------------------------------------
+
+struct Client {
+    muxlab::Fd socket;
+    std::string pending;        // echo the socket did not take yet
+    bool input_closed = false;  // read() returned 0: finish the echo, then close
+};
+
+struct Server {
+    muxlab::Fd listener;
+    std::unordered_map<int, Client> clients;  // by socket descriptor
+    bool accept_paused = false;               // out of descriptors until a client leaves
+};
+
+// ---- The signal ---------------------------------------------------------------------
+
+// A handler can run between any two instructions of main(), in the middle of
+// a malloc() or a printf(). So it calls nothing that is not
+// async-signal-safe (see man 7 signal-safety) and only sets this flag:
+// volatile sig_atomic_t is the type a handler may write and main() may read.
+volatile std::sig_atomic_t io_signalled = 0;
+
+void on_sigio(int) { io_signalled = 1; }
+
+/// Turns on signal-driven I/O for @p fd: the kernel sends SIGIO to the
+/// process named by F_SETOWN (us) when the socket becomes readable or
+/// writable, gets a connection, or is closed or reset.
+bool make_signal_driven(int fd) {
+    if (fcntl(fd, F_SETOWN, getpid()) < 0) return false;
+    int flags = fcntl(fd, F_GETFL);
+    return flags >= 0 && fcntl(fd, F_SETFL, flags | O_ASYNC | O_NONBLOCK) == 0;
+}
+
+// ---- Moving bytes ----------------------------------------------------------------
+
+/// Writes what the socket takes now. @return false when the client is gone.
+bool flush(Client& client) {
+    if (client.pending.empty()) return true;
+    ssize_t sent = send(client.socket.get(), client.pending.data(), client.pending.size(),
+                        MSG_NOSIGNAL);
+    if (sent < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    // A short count means the socket buffer is full. When the client reads
+    // and room frees up, the kernel sends another SIGIO.
+    client.pending.erase(0, static_cast<std::size_t>(sent));
+    return true;
+}
+
+/// Echoes @p data: straight to the socket when nothing is queued ahead of it,
+/// otherwise behind the queue. A non-blocking send() never waits for a slow
+/// reader: it takes what fits and the rest is queued here.
+bool echo(Client& client, const char* data, std::size_t size) {
+    if (client.pending.empty()) {
+        ssize_t sent = send(client.socket.get(), data, size, MSG_NOSIGNAL);
+        if (sent < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
+            sent = 0;
+        }
+        data += sent;
+        size -= static_cast<std::size_t>(sent);
+    }
+    client.pending.append(data, size);
+    return true;
+}
+
+/// Reads until EAGAIN. The signal that woke us may stand for many arrivals on
+/// this socket (and on others): a single read() would leave bytes behind that
+/// no further signal announces. Stops early when the echo falls too far
+/// behind; the SIGIO that comes with room to write brings us back.
+/// @return false when the client is gone (reset, or an error).
+bool receive(Client& client) {
+    while (client.pending.size() < kPendingCap) {
+        char buffer[kChunk];
+        ssize_t received = read(client.socket.get(), buffer, sizeof buffer);
+        if (received < 0) {
+            if (errno == EINTR) continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK;  // drained
+        }
+        if (received == 0) {
+            client.input_closed = true;  // the client half-closed: echo what is left, then close
+            return true;
+        }
+        if (!echo(client, buffer, static_cast<std::size_t>(received))) return false;
+    }
+    return true;
+}
+
+// ---- Serving ----------------------------------------------------------------------
+
+/// @return false when the client is finished or gone and must be closed.
+bool serve_client(Client& client) {
+    if (!flush(client)) return false;
+    if (!client.input_closed && !receive(client)) return false;
+    return !(client.input_closed && client.pending.empty());
+}
+
+/// Accepts until EAGAIN: several connections may have come in under one signal.
+void accept_clients(Server& server) {
+    while (!server.accept_paused) {
+        // Accepted sockets do not inherit O_NONBLOCK or O_ASYNC from the
+        // listener on Linux: make_signal_driven() sets them on each one.
+        muxlab::Fd socket(accept4(server.listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (!socket) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE) {
+                // Out of descriptors. The connection waits in the backlog
+                // until a client leaves; trying again on every signal
+                // meanwhile would only fail again.
+                muxlab::log_errno("accept (waiting for a client to leave)");
+                server.accept_paused = true;
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                muxlab::log_errno("accept");
+            }
+            return;
+        }
+        if (!make_signal_driven(socket.get())) {
+            muxlab::log_errno("fcntl");
+            continue;  // `socket` closes the connection
+        }
+        int fd = socket.get();
+        Client& client = server.clients[fd];
+        client.socket = std::move(socket);
+        // Bytes that arrived before O_ASYNC was set raised no signal: serve
+        // the newcomer now instead of waiting for a signal that may not come.
+        if (!serve_client(client)) server.clients.erase(fd);
+    }
+}
+
+/// What one SIGIO means: something happened on some sockets. Try them all.
+void serve_everyone(Server& server) {
+    for (auto it = server.clients.begin(); it != server.clients.end();) {
+        if (serve_client(it->second)) {
+            ++it;
+        } else {
+            it = server.clients.erase(it);  // the Fd closes the socket
+            server.accept_paused = false;   // a descriptor is free again
+        }
+    }
+    accept_clients(server);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    muxlab::Options options = muxlab::parse_options(
+        argc, argv, "Stage 06: echo server for many clients, driven by SIGIO.");
+
+    // Block SIGIO for the whole program. A SIGIO raised while we work stays
+    // pending; sigsuspend() below unblocks it and goes to sleep in one atomic
+    // step, so it is delivered right there and wakes us at once.
+    sigset_t sigio_only;
+    sigemptyset(&sigio_only);
+    sigaddset(&sigio_only, SIGIO);
+    sigset_t while_asleep;  // the mask we had, which lets SIGIO through
+    sigprocmask(SIG_BLOCK, &sigio_only, &while_asleep);
+    sigdelset(&while_asleep, SIGIO);
+
+    struct sigaction action {};
+    action.sa_handler = on_sigio;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGIO, &action, nullptr) < 0) {
+        muxlab::log_errno("sigaction");
+        return 1;
+    }
+
+    Server server;
+    server.listener = muxlab::listen_tcp(options);
+    if (!make_signal_driven(server.listener.get())) {
+        muxlab::log_errno("fcntl");
+        return 1;
+    }
+    muxlab::announce(server.listener.get());
+
+    for (;;) {
+        serve_everyone(server);
+        // Why not `if (!io_signalled) pause();` with SIGIO unblocked? A signal
+        // arriving after the test and before pause() runs its handler first;
+        // pause() then sleeps through it, and its client waits until some
+        // other signal happens to come along. With SIGIO blocked it cannot
+        // arrive in between: it waits pending until sigsuspend() lets it in.
+        while (!io_signalled) sigsuspend(&while_asleep);  // returns after the handler ran
+        io_signalled = 0;
+    }
+}

@@ -1,0 +1,314 @@
+/**
+ * @file 06_sigio.cpp
+ * @brief Stage 06 contract: the echo server for many clients, driven by
+ *        SIGIO on non-blocking sockets (O_ASYNC, F_SETOWN).
+ *
+ * The echo contract and the concurrency battery, then the model: sockets are
+ * O_ASYNC and O_NONBLOCK, SIGIO is handled, the idle server sleeps waiting
+ * for a signal (never in select/poll/epoll, never on a timer), and no event
+ * is lost when signals merge or arrive while the server is busy.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+
+#include <algorithm>
+#include <set>
+#include <vector>
+
+#include "harness/battery.hpp"
+
+namespace muxlab::test {
+namespace {
+
+// ---- helpers -----------------------------------------------------------------------
+
+/**
+ * Stops the server's process group with SIGSTOP until thaw() (or the end of
+ * the scope). What clients do meanwhile waits in the kernel and reaches the
+ * server at one instant when it resumes: the worst case of many events at
+ * once, made certain instead of left to timing.
+ */
+class Frozen {
+public:
+    explicit Frozen(ServerProcess& server) : pid_(server.pid()) {
+        kill(-pid_, SIGSTOP);
+        stopped_ = eventually(answer_limit(), [&] { return proc::state(pid_) == 'T'; });
+    }
+    ~Frozen() { thaw(); }
+    Frozen(const Frozen&) = delete;
+    Frozen& operator=(const Frozen&) = delete;
+    bool stopped() const { return stopped_; }
+    void thaw() {
+        if (pid_ > 0) kill(-pid_, SIGCONT);
+        pid_ = -1;
+    }
+
+private:
+    pid_t pid_;
+    bool stopped_ = false;
+};
+
+/// What /proc/net/tcp says is waiting inside the server: connections not yet
+/// accepted, and bytes clients sent that the server has not read.
+std::string queue_report(ServerProcess& server, const std::vector<Client>& clients) {
+    unsigned port = server.endpoint().port;
+    std::string report;
+    std::set<unsigned> ports;
+    for (const Client& client : clients) ports.insert(client.local_port());
+    size_t unread_clients = 0;
+    unsigned long unread_bytes = 0;
+    for (const proc::TcpSocket& socket : proc::tcp_sockets(server.pid())) {
+        if (socket.local_port != port) continue;
+        if (socket.state == proc::kTcpListen && socket.rx_queue > 0)
+            report += "\n  /proc/net/tcp: the listening socket has " + std::to_string(socket.rx_queue) +
+                      " connections waiting in its accept queue (never accepted)";
+        if (socket.state != proc::kTcpListen && ports.count(socket.remote_port) && socket.rx_queue > 0) {
+            ++unread_clients;
+            unread_bytes += socket.rx_queue;
+        }
+    }
+    if (unread_clients > 0)
+        report += "\n  /proc/net/tcp: " + std::to_string(unread_bytes) + " bytes from " +
+                  std::to_string(unread_clients) +
+                  " clients sit unread in the server's sockets (the rx_queue column)";
+    return report;
+}
+
+/// The system calls a SIGIO server may sleep in.
+bool is_signal_wait(long call) {
+    return call == SYS_pause || call == SYS_rt_sigsuspend || call == SYS_rt_sigtimedwait;
+}
+
+class Sigio : public ServerTest {
+protected:
+    /// Connects @p count clients and has each echo one line, so the server
+    /// has accepted and set up every one of them.
+    std::vector<Client> connect_served(int count, const std::string& prefix = "client") {
+        std::vector<Client> clients;
+        for (int i = 0; i < count; ++i) {
+            clients.push_back(connect(prefix + " " + std::to_string(i + 1)));
+            std::string hello = "hello from " + clients.back().name() + "\n";
+            ::testing::AssertionResult echoed = clients.back().send(hello);
+            if (echoed) echoed = clients.back().expect(hello);
+            if (!echoed) {
+                ADD_FAILURE() << echoed.message() << "\n  (connecting " << count
+                              << " clients, each echoing one line first)" << context();
+                break;
+            }
+        }
+        return clients;
+    }
+};
+
+// ---- the server contract ----------------------------------------------------------
+
+TEST(SigioStart, ReadyLine) {
+    ServerProcess server(server_under_test());
+    EXPECT_TRUE(server.ready()) << server.failure();
+}
+TEST(SigioStart, HelpAndBadOptions) {
+    battery::help_exits_zero(server_under_test());
+    battery::bad_option_exits_two(server_under_test());
+}
+TEST_F(Sigio, StopsOnSigterm) { battery::sigterm_stops(server()); }
+
+// ---- the echo contract -------------------------------------------------------------
+
+TEST_F(Sigio, EchoesLine) { battery::echoes_line(endpoint()); }
+TEST_F(Sigio, EchoesBinary) { battery::echoes_binary(endpoint()); }
+TEST_F(Sigio, PipelinedLines) { battery::pipelined_lines(endpoint()); }
+TEST_F(Sigio, MegabyteBurst) { battery::megabyte_burst(endpoint()); }
+TEST_F(Sigio, HalfClose) { battery::half_close(endpoint()); }
+TEST_F(Sigio, SurvivesReset) { battery::survives_reset(server()); }
+TEST_F(Sigio, ShortSessionsNoFdGrowth) { battery::short_sessions_no_fd_growth(server()); }
+
+// ---- concurrency -------------------------------------------------------------------
+
+TEST_F(Sigio, PartialLineDoesNotBlockOthers) { battery::partial_line_does_not_block_others(endpoint()); }
+TEST_F(Sigio, DripFeederDoesNotBlockOthers) { battery::drip_feeder_does_not_block_others(endpoint()); }
+TEST_F(Sigio, StoppedReaderDoesNotBlockOthers) { battery::stopped_reader_does_not_block_others(endpoint()); }
+TEST_F(Sigio, FiftyClientsAtOnce) { battery::many_clients_at_once(endpoint(), 50); }
+
+TEST_F(Sigio, FiftySimultaneousConnects) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients;
+    {
+        Frozen frozen(server());
+        ASSERT_TRUE(frozen.stopped()) << "could not pause the server with SIGSTOP";
+        for (int i = 0; i < 50; ++i) {
+            clients.push_back(connect("client " + std::to_string(i + 1)));
+            ASSERT_TRUE(clients.back().send("hello from " + clients.back().name() + "\n"));
+        }
+    }
+    for (Client& client : clients) {
+        if (client.expect("hello from " + client.name() + "\n")) continue;
+        ADD_FAILURE() << "50 clients connected and sent a line while the server was paused (SIGSTOP); "
+                      << "after it resumed, " << client.name() << " got no echo."
+                      << queue_report(server(), clients)
+                      << "\n  hint: one SIGIO may stand for many connections: accept in a loop "
+                         "until accept() fails with EAGAIN, and serve each new socket at once"
+                      << context();
+        break;
+    }
+}
+
+// ---- the model: signals ------------------------------------------------------------
+
+TEST_F(Sigio, SocketsAreAsyncAndNonBlocking) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients = connect_served(3);
+    ASSERT_FALSE(HasFailure());
+    auto sockets = proc::socket_fds(server().pid());
+    auto entries = proc::fds(server().pid());
+    ASSERT_TRUE(sockets && entries);
+    ASSERT_EQ(sockets->listening.size(), 1u) << "the server should hold one listening socket";
+    EXPECT_GE(sockets->connected.size(), 3u) << "with 3 clients connected the server holds "
+                                             << sockets->connected.size() << " connected sockets";
+    std::vector<int> all = sockets->connected;
+    all.push_back(sockets->listening.front());
+    for (const proc::FdEntry& entry : *entries) {
+        if (std::find(all.begin(), all.end(), entry.fd) == all.end()) continue;
+        std::string role = entry.fd == sockets->listening.front() ? "the listening socket"
+                                                                  : "the client socket";
+        EXPECT_TRUE(entry.flags & O_ASYNC)
+            << role << " (fd " << entry.fd << ") lacks O_ASYNC (flags " << std::oct << entry.flags
+            << std::dec << " in /proc/" << server().pid() << "/fdinfo/" << entry.fd << ")"
+            << "\n  hint: fcntl(fd, F_SETOWN, getpid()) then fcntl(fd, F_SETFL, flags | O_ASYNC | "
+               "O_NONBLOCK), on the listener and on every accepted socket (accepted sockets do not "
+               "inherit these flags)";
+        EXPECT_TRUE(entry.flags & O_NONBLOCK)
+            << role << " (fd " << entry.fd << ") is blocking (no O_NONBLOCK in /proc/" << server().pid()
+            << "/fdinfo/" << entry.fd << ")"
+            << "\n  hint: a signal does not say which socket is ready, so the server tries them "
+               "all: a try on a socket with nothing to read must return EAGAIN, not block";
+    }
+}
+
+TEST_F(Sigio, HandlesSigio) {
+    MUXLAB_REQUIRE_PROC();
+    // SigCgt/SigBlk in /proc/PID/status tell whether SIGIO is caught or blocked,
+    // except while the server sleeps in sigwaitinfo(): that call unblocks the
+    // signals it waits for until it returns. So the proof is a real SIGIO.
+    auto handled = proc::signal_caught_or_blocked(server().pid(), SIGIO);
+    for (int i = 0; i < 3; ++i) kill(server().pid(), SIGIO);
+    auto exit = server().wait_exit(quiet_window());  // how long a dying server gets to die
+    ASSERT_FALSE(exit.has_value())
+        << "the server got SIGIO (kill -IO) and " << exit->describe()
+        << (handled && !*handled ? "; SIGIO was neither caught nor blocked (SigCgt, SigBlk in /proc/" +
+                                       std::to_string(server().pid()) + "/status)"
+                                 : "")
+        << "\n  hint: the default action of SIGIO ends the process: install a handler with "
+           "sigaction(), or block SIGIO and take it with sigwaitinfo(). With F_SETSIG the kernel "
+           "still sends SIGIO when its signal queue overflows";
+    Client alice = connect("alice");
+    ASSERT_TRUE(alice.send("after three stray signals\n"));
+    EXPECT_TRUE(alice.expect("after three stray signals\n"))
+        << "\n  after the server got three SIGIO with nothing to read, a new client was not served"
+        << context();
+}
+
+TEST_F(Sigio, IdleInSignalWait) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients = connect_served(2);
+    ASSERT_FALSE(HasFailure());
+    for (pid_t task : proc::threads(server().pid())) {
+        auto idle = proc::idle_syscall(server().pid(), task);
+        ASSERT_TRUE(idle.has_value()) << "thread " << task << " never settled in a system call "
+                                      << "while every client was quiet (a busy loop?)";
+        EXPECT_TRUE(is_signal_wait(*idle))
+            << "with 2 quiet clients connected, thread " << task << " waits in "
+            << proc::syscall_name(*idle) << " (see /proc/" << server().pid() << "/task/" << task
+            << "/syscall)"
+            << "\n  hint: this stage never waits in select/poll/epoll: readiness arrives as a "
+               "signal, and the server sleeps in sigsuspend(), pause() or sigwaitinfo()";
+    }
+}
+
+TEST_F(Sigio, IdleMeansIdle) {
+    MUXLAB_REQUIRE_PROC();
+    std::vector<Client> clients = connect_served(3);
+    ASSERT_FALSE(HasFailure());
+    auto activity = proc::idle_activity(server().pid());
+    ASSERT_TRUE(activity.has_value());
+    EXPECT_EQ(*activity, "")
+        << "with 3 quiet clients connected, " << *activity
+        << "\n  hint: do not loop over the sockets or sleep on a timer: sleep until a signal "
+           "comes (sigsuspend), then serve what is ready";
+}
+
+TEST_F(Sigio, BurstsFromManyClientsLoseNothing) {
+    MUXLAB_REQUIRE_PROC();
+    constexpr int kClients = 20;
+    std::vector<Client> clients = connect_served(kClients);
+    ASSERT_FALSE(HasFailure());
+    // While the server is paused, each client sends what the kernel buffers
+    // for it (well over one read's worth). When it resumes, every arrival of
+    // all 20 clients is behind the one SIGIO it finds pending.
+    std::vector<std::string> sent(kClients);
+    {
+        Frozen frozen(server());
+        ASSERT_TRUE(frozen.stopped()) << "could not pause the server with SIGSTOP";
+        for (int i = 0; i < kClients; ++i) {
+            std::string burst = binary_payload(512 * 1024, static_cast<unsigned>(i + 11));
+            sent[i] = burst.substr(0, clients[i].send_some(burst));
+        }
+    }
+    for (int i = 0; i < kClients; ++i) {
+        if (clients[i].expect(sent[i])) continue;
+        ADD_FAILURE() << kClients << " clients each sent a burst (" << clients[i].name() << ": "
+                      << sent[i].size() << " bytes) while the server was paused; after it resumed, "
+                      << clients[i].name() << " did not get its burst back in full."
+                      << queue_report(server(), clients)
+                      << "\n  hint: signals of one kind merge while pending: one SIGIO may stand "
+                         "for every socket and for many arrivals on each. On every signal, read "
+                         "each socket until read() fails with EAGAIN"
+                      << context();
+        break;
+    }
+}
+
+TEST_F(Sigio, RoundsOfSimultaneousLines) {
+    constexpr int kQuiet = 200;
+    constexpr int kClients = 20;
+    constexpr int kRounds = 300;
+    // 200 quiet clients make every pass over the sockets long; 20 others send.
+    std::vector<Client> quiet = connect_served(kQuiet, "quiet client");
+    ASSERT_FALSE(HasFailure());
+    std::vector<Client> clients = connect_served(kClients);
+    ASSERT_FALSE(HasFailure());
+    // Each round the 20 send a line each, in a shuffled order, microseconds
+    // apart: lines keep arriving while the server is serving the earlier ones,
+    // some after it has already tried their sockets. A server that then goes
+    // to sleep without noticing loses them, and their clients wait for an echo.
+    std::vector<int> order(kClients);
+    for (int i = 0; i < kClients; ++i) order[i] = i;
+    unsigned shuffle = 12345;
+    for (int round = 1; round <= kRounds; ++round) {
+        for (int i = kClients - 1; i > 0; --i) {
+            shuffle = shuffle * 1103515245u + 12345u;
+            std::swap(order[i], order[(shuffle >> 8) % static_cast<unsigned>(i + 1)]);
+        }
+        auto spacing = std::chrono::microseconds(10 * (round % 6));
+        for (int i : order) {
+            for (auto until = Clock::now() + spacing; Clock::now() < until;) {
+            }
+            ASSERT_TRUE(clients[i].send("round " + std::to_string(round) + " from " + clients[i].name() + "\n"));
+        }
+        for (Client& client : clients) {
+            std::string line = "round " + std::to_string(round) + " from " + client.name() + "\n";
+            ASSERT_TRUE(client.expect(line))
+                << "\n  in round " << round << " of " << kRounds << ", " << kClients
+                << " clients sent a line each, microseconds apart; " << client.name()
+                << " got no echo: the server went to sleep with its data unread."
+                << queue_report(server(), clients)
+                << "\n  hint: a SIGIO that arrives while the server is serving other sockets must "
+                   "not be lost. Block SIGIO while you work and sleep with sigsuspend(), which "
+                   "unblocks it and sleeps in one step; test your flag only while it is blocked"
+                << context();
+        }
+    }
+}
+
+}  // namespace
+}  // namespace muxlab::test
