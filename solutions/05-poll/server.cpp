@@ -46,14 +46,40 @@ struct Client {
 
 bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
 
-/// Reads what has arrived. @return false when the client must be closed.
+/// Whether a failed send() ends the client (EPIPE, ECONNRESET...) or only means "not now".
+bool send_failed(int error) {
+    if (would_block(error)) return false;
+    if (error != EPIPE && error != ECONNRESET) muxlab::log_errno("send");
+    return true;
+}
+
+/**
+ * @brief Echoes @p data back to @p client.
+ *
+ * Straight to the socket when no older echo waits ahead of it: the socket
+ * nearly always has room, so this is the usual case, one send() and no copy.
+ * Only what the kernel does not take is kept, to go when the socket is
+ * writable again. @return false when the client must be closed.
+ */
+bool echo(Client& client, const char* data, std::size_t size) {
+    if (client.pending.empty()) {
+        ssize_t sent = send(client.socket.get(), data, size, MSG_NOSIGNAL);
+        if (sent < 0) {
+            if (send_failed(errno)) return false;
+            sent = 0;
+        }
+        data += sent;
+        size -= static_cast<std::size_t>(sent);
+    }
+    client.pending.append(data, size);
+    return true;
+}
+
+/// Reads what has arrived and echoes it. @return false when the client must be closed.
 bool read_from(Client& client) {
     char buffer[16 * 1024];
     ssize_t received = read(client.socket.get(), buffer, sizeof buffer);
-    if (received > 0) {
-        client.pending.append(buffer, static_cast<std::size_t>(received));
-        return true;
-    }
+    if (received > 0) return echo(client, buffer, static_cast<std::size_t>(received));
     if (received == 0) {
         client.peer_closed = true;  // half-close: it may still want its echo
         return true;
@@ -71,9 +97,7 @@ bool write_to(Client& client) {
         client.pending.erase(0, static_cast<std::size_t>(sent));
         return true;
     }
-    if (would_block(errno)) return true;
-    if (errno != EPIPE && errno != ECONNRESET) muxlab::log_errno("send");
-    return false;
+    return !send_failed(errno);
 }
 
 /// Does what poll() reported for one client. @return false when it must be closed.
