@@ -32,6 +32,22 @@ Client ServerTest::connect(const std::string& name, const ConnectOptions& option
     return client;
 }
 
+std::vector<Client> ServerTest::connect_served(int count, const std::string& prefix) {
+    std::vector<Client> clients;
+    for (int i = 0; i < count; ++i) {
+        clients.push_back(connect(prefix + " " + std::to_string(i + 1)));
+        std::string hello = "hello from " + clients.back().name() + "\n";
+        ::testing::AssertionResult echoed = clients.back().send(hello);
+        if (echoed) echoed = clients.back().expect(hello);
+        if (!echoed) {
+            ADD_FAILURE() << echoed.message() << "\n  (connecting " << count
+                          << " clients, each echoing one line first)" << context();
+            break;
+        }
+    }
+    return clients;
+}
+
 void ServerTest::require_proc() {
     if (!proc::readable(server_->pid()))
         GTEST_SKIP() << "model check skipped: cannot read /proc/" << server_->pid()

@@ -46,6 +46,10 @@ protected:
     /// Connects a new client named @p name; fails the test if it cannot.
     Client connect(const std::string& name = "client", const ConnectOptions& options = {});
 
+    /// Connects @p count clients and has each echo one line, so the server
+    /// has accepted and registered every one of them.
+    std::vector<Client> connect_served(int count, const std::string& prefix = "client");
+
     /// Skips the test ("model check skipped") when /proc of the server cannot be read.
     void require_proc();
     /// Text appended to failures: the server's recent stderr.

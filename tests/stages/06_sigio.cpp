@@ -17,89 +17,19 @@
 #include <vector>
 
 #include "harness/battery.hpp"
+#include "harness/event_loop.hpp"
 
 namespace muxlab::test {
 namespace {
 
 // ---- helpers -----------------------------------------------------------------------
 
-/**
- * Stops the server's process group with SIGSTOP until thaw() (or the end of
- * the scope). What clients do meanwhile waits in the kernel and reaches the
- * server at one instant when it resumes: the worst case of many events at
- * once, made certain instead of left to timing.
- */
-class Frozen {
-public:
-    explicit Frozen(ServerProcess& server) : pid_(server.pid()) {
-        kill(-pid_, SIGSTOP);
-        stopped_ = eventually(answer_limit(), [&] { return proc::state(pid_) == 'T'; });
-    }
-    ~Frozen() { thaw(); }
-    Frozen(const Frozen&) = delete;
-    Frozen& operator=(const Frozen&) = delete;
-    bool stopped() const { return stopped_; }
-    void thaw() {
-        if (pid_ > 0) kill(-pid_, SIGCONT);
-        pid_ = -1;
-    }
-
-private:
-    pid_t pid_;
-    bool stopped_ = false;
-};
-
-/// What /proc/net/tcp says is waiting inside the server: connections not yet
-/// accepted, and bytes clients sent that the server has not read.
-std::string queue_report(ServerProcess& server, const std::vector<Client>& clients) {
-    unsigned port = server.endpoint().port;
-    std::string report;
-    std::set<unsigned> ports;
-    for (const Client& client : clients) ports.insert(client.local_port());
-    size_t unread_clients = 0;
-    unsigned long unread_bytes = 0;
-    for (const proc::TcpSocket& socket : proc::tcp_sockets(server.pid())) {
-        if (socket.local_port != port) continue;
-        if (socket.state == proc::kTcpListen && socket.rx_queue > 0)
-            report += "\n  /proc/net/tcp: the listening socket has " + std::to_string(socket.rx_queue) +
-                      " connections waiting in its accept queue (never accepted)";
-        if (socket.state != proc::kTcpListen && ports.count(socket.remote_port) && socket.rx_queue > 0) {
-            ++unread_clients;
-            unread_bytes += socket.rx_queue;
-        }
-    }
-    if (unread_clients > 0)
-        report += "\n  /proc/net/tcp: " + std::to_string(unread_bytes) + " bytes from " +
-                  std::to_string(unread_clients) +
-                  " clients sit unread in the server's sockets (the rx_queue column)";
-    return report;
-}
-
 /// The system calls a SIGIO server may sleep in.
 bool is_signal_wait(long call) {
     return call == SYS_pause || call == SYS_rt_sigsuspend || call == SYS_rt_sigtimedwait;
 }
 
-class Sigio : public ServerTest {
-protected:
-    /// Connects @p count clients and has each echo one line, so the server
-    /// has accepted and set up every one of them.
-    std::vector<Client> connect_served(int count, const std::string& prefix = "client") {
-        std::vector<Client> clients;
-        for (int i = 0; i < count; ++i) {
-            clients.push_back(connect(prefix + " " + std::to_string(i + 1)));
-            std::string hello = "hello from " + clients.back().name() + "\n";
-            ::testing::AssertionResult echoed = clients.back().send(hello);
-            if (echoed) echoed = clients.back().expect(hello);
-            if (!echoed) {
-                ADD_FAILURE() << echoed.message() << "\n  (connecting " << count
-                              << " clients, each echoing one line first)" << context();
-                break;
-            }
-        }
-        return clients;
-    }
-};
+class Sigio : public ServerTest {};
 
 // ---- the server contract ----------------------------------------------------------
 

@@ -19,122 +19,12 @@
 #include <vector>
 
 #include "harness/battery.hpp"
+#include "harness/event_loop.hpp"
 
 namespace muxlab::test {
 namespace {
 
-// ---- helpers -----------------------------------------------------------------------
-
-/**
- * Stops the server's process group with SIGSTOP until the end of the scope.
- * What clients do meanwhile waits in the kernel and reaches the server at one
- * instant when it resumes: many events at once, made certain by the test
- * instead of left to timing.
- */
-class Frozen {
-public:
-    explicit Frozen(ServerProcess& server) : pid_(server.pid()) {
-        kill(-pid_, SIGSTOP);
-        stopped_ = eventually(answer_limit(), [&] { return proc::state(pid_) == 'T'; });
-    }
-    ~Frozen() { kill(-pid_, SIGCONT); }
-    Frozen(const Frozen&) = delete;
-    Frozen& operator=(const Frozen&) = delete;
-    bool stopped() const { return stopped_; }
-
-private:
-    pid_t pid_;
-    bool stopped_ = false;
-};
-
-/// What /proc/net/tcp says is waiting inside the server: connections not yet
-/// accepted, and bytes clients sent that the server has not read.
-std::string queue_report(ServerProcess& server, const std::vector<Client>& clients) {
-    unsigned port = server.endpoint().port;
-    std::string report;
-    std::set<unsigned> ports;
-    for (const Client& client : clients) ports.insert(client.local_port());
-    size_t unread_clients = 0;
-    unsigned long unread_bytes = 0;
-    for (const proc::TcpSocket& socket : proc::tcp_sockets(server.pid())) {
-        if (socket.local_port != port) continue;
-        if (socket.state == proc::kTcpListen && socket.rx_queue > 0)
-            report += "\n  /proc/net/tcp: the listening socket has " + std::to_string(socket.rx_queue) +
-                      " connections waiting in its accept queue (never accepted)";
-        if (socket.state != proc::kTcpListen && ports.count(socket.remote_port) && socket.rx_queue > 0) {
-            ++unread_clients;
-            unread_bytes += socket.rx_queue;
-        }
-    }
-    if (unread_clients > 0)
-        report += "\n  /proc/net/tcp: " + std::to_string(unread_bytes) + " bytes from " +
-                  std::to_string(unread_clients) +
-                  " clients sit unread in the server's sockets (the rx_queue column)";
-    return report;
-}
-
-/// The server's epoll interest lists, as fdinfo shows them, joined with
-/// /proc/net/tcp: which of its TCP sockets are watched, and for what.
-struct InterestList {
-    bool has_epoll = false;
-    bool listener_watched = false;
-    uint32_t listener_events = 0;
-    std::map<unsigned, uint32_t> clients;  ///< client port -> events of the server's socket for it
-};
-
-std::optional<InterestList> interest_list(ServerProcess& server) {
-    auto entries = proc::fds(server.pid());
-    if (!entries) return std::nullopt;
-    std::map<unsigned long, proc::TcpSocket> tcp;  // by inode
-    for (const proc::TcpSocket& socket : proc::tcp_sockets(server.pid()))
-        if (socket.local_port == server.endpoint().port) tcp[socket.inode] = socket;
-    std::map<int, unsigned long> inode_of_fd;
-    for (const proc::FdEntry& entry : *entries) inode_of_fd[entry.fd] = entry.inode;
-    InterestList list;
-    for (const proc::FdEntry& entry : *entries) {
-        if (!entry.is_epoll()) continue;
-        list.has_epoll = true;
-        for (const proc::FdEntry::Watch& watch : entry.watches) {
-            auto socket = tcp.find(inode_of_fd[watch.fd]);
-            if (socket == tcp.end()) continue;  // not a TCP socket of this server (a signalfd...)
-            if (socket->second.state == proc::kTcpListen) {
-                list.listener_watched = true;
-                list.listener_events = watch.events;
-            } else {
-                list.clients[socket->second.remote_port] = watch.events;
-            }
-        }
-    }
-    return list;
-}
-
-bool is_epoll_wait(long call) {
-#ifdef SYS_epoll_pwait2
-    if (call == SYS_epoll_pwait2) return true;
-#endif
-    return call == SYS_epoll_wait || call == SYS_epoll_pwait;
-}
-
-class EpollEt : public ServerTest {
-protected:
-    /// Connects @p count clients and has each echo one line, so the server
-    /// has accepted and registered every one of them.
-    std::vector<Client> connect_served(int count, const std::string& prefix = "client") {
-        std::vector<Client> clients;
-        for (int i = 0; i < count; ++i) {
-            clients.push_back(connect(prefix + " " + std::to_string(i + 1)));
-            std::string hello = "hello from " + clients.back().name() + "\n";
-            ::testing::AssertionResult echoed = clients.back().send(hello);
-            if (echoed) echoed = clients.back().expect(hello);
-            if (!echoed) {
-                ADD_FAILURE() << echoed.message() << "\n  (connecting " << count
-                              << " clients, each echoing one line first)" << context();
-                break;
-            }
-        }
-        return clients;
-    }
-};
+class EpollEt : public ServerTest {};
 
 // ---- the server contract ----------------------------------------------------------
 
