@@ -135,7 +135,7 @@ grade: deps
 # The self-test: unit tests, then every check in tools/selftest, in parallel.
 test check: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) all
-	@tools/selftest --build $(BUILD) --jobs $(NPROC)
+	@tools/selftest --build $(BUILD) --jobs $$(( $(NPROC) * 2 ))  # most checks wait on deadlines, not the CPU
 
 # ASan/UBSan: the whole self-test. TSan: the stage that shares memory
 # between threads (03); TSan's own handling of signals in forked children

@@ -59,6 +59,7 @@ struct Settings {
     bool sandbox = true;
     SandboxSettings limits;
     bool quiet = false;
+    bool fail_fast = false;
     bool list = false;
 };
 
@@ -69,7 +70,7 @@ struct Settings {
     }
     std::fprintf(stdout,
                  "usage: muxlab-grade [--labs-dir DIR] [--lab NN[,NN...]] [--server PATH]\n"
-                 "                    [--only Suite.Test[,...]] [--quiet] [--json FILE] [--junit FILE]\n"
+                 "                    [--only Suite.Test[,...]] [--quiet] [--fail-fast] [--json FILE] [--junit FILE]\n"
                  "                    [--scores FILE] [--not-built NN=LOG] [--timeout SECONDS]\n"
                  "                    [--no-sandbox] [--sandbox-uid UID] [--cpu-limit SECONDS]\n"
                  "                    [--memory-limit MIB]\n"
@@ -81,6 +82,7 @@ struct Settings {
                  "  --scores FILE      one 'lab,score,max_score,state' line per lab\n"
                  "  --not-built NN=LOG lab NN did not compile: 0 points, LOG as feedback\n"
                  "  --quiet            print only the Score line (nothing on stderr)\n"
+                 "  --fail-fast        stop a lab at its first test that does not pass\n"
                  "  --timeout SECONDS  wall-clock budget of one test (default 60, scaled\n"
                  "                     by MUXLAB_TIME_SCALE)\n"
                  "  --no-sandbox       run servers without limits, user switch or private\n"
@@ -134,6 +136,7 @@ Settings parse_settings(int argc, char** argv) {
         else if (arg == "--cpu-limit") settings.limits.cpu_seconds = static_cast<rlim_t>(number(value()));
         else if (arg == "--memory-limit") settings.limits.memory_mib = static_cast<rlim_t>(number(value()));
         else if (arg == "--quiet" || arg == "-q") settings.quiet = true;
+        else if (arg == "--fail-fast") settings.fail_fast = true;
         else if (arg == "--list") settings.list = true;
         else usage("unknown option '" + arg + "'");
     }
@@ -413,6 +416,7 @@ LabOutcome grade_lab(const Settings& settings, const RubricLab& lab, const std::
         outcome.points = outcome.status == TestOutcome::Status::kPassed ? item.points : 0;
         result.tests.push_back(outcome);
         if (!settings.quiet) print_outcome(outcome, palette, tty);
+        if (settings.fail_fast && outcome.status != TestOutcome::Status::kPassed) break;
     }
     if (!settings.quiet) std::printf("  %s: %d/%d\n", lab.name.c_str(), result.score(), result.max_score());
     return result;
