@@ -254,4 +254,19 @@ void many_clients_at_once(const Endpoint& server, int count) {
             << "line back (accept every pending connection; keep each client's data separate)";
 }
 
+Outcome try_echo(Client& client, const std::string& line) {
+    client.send_some(line);  // a refused client may already be reset: ignore errors
+    std::string got;
+    Deadline deadline(answer_limit());
+    while (got.size() < line.size()) {
+        pollfd p{client.fd(), POLLIN, 0};
+        if (poll(&p, 1, deadline.remaining_ms()) <= 0) return Outcome::kSilent;
+        char buffer[256];
+        ssize_t n = recv(client.fd(), buffer, sizeof buffer, 0);
+        if (n <= 0) return got.empty() ? Outcome::kClosed : Outcome::kWrong;
+        got.append(buffer, static_cast<size_t>(n));
+    }
+    return got == line ? Outcome::kEchoed : Outcome::kWrong;
+}
+
 }  // namespace muxlab::test::battery

@@ -47,6 +47,13 @@ void survives_reset(ServerProcess& server);
 /// 200 short sessions in a row; the server's fd count returns to its baseline.
 void short_sessions_no_fd_growth(ServerProcess& server, int sessions = 200);
 
+/// What happened to one client among many: echoed, closed by the server, or neither.
+enum class Outcome { kEchoed, kClosed, kSilent, kWrong };
+
+/// Sends @p line on @p client and sees whether it comes back or the connection is closed
+/// (for tests where the server may refuse some clients).
+Outcome try_echo(Client& client, const std::string& line);
+
 // ---- concurrency (every stage from 02 on) ----------------------------------------
 
 /// While client A has sent half a line (and stays), client B is served on time.

@@ -98,25 +98,6 @@ std::optional<std::set<int>> select_wait_set(pid_t pid, std::string* why) {
     return fds;
 }
 
-/// What happened to one client among many: echoed, closed by the server, or neither.
-enum class Outcome { kEchoed, kClosed, kSilent, kWrong };
-
-/// Sends @p line on @p client and sees whether it comes back or the connection is closed.
-Outcome try_echo(Client& client, const std::string& line) {
-    client.send_some(line);  // a refused client may already be reset: ignore errors
-    std::string got;
-    Deadline deadline(answer_limit());
-    while (got.size() < line.size()) {
-        pollfd p{client.fd(), POLLIN, 0};
-        if (poll(&p, 1, deadline.remaining_ms()) <= 0) return Outcome::kSilent;
-        char buffer[256];
-        ssize_t n = recv(client.fd(), buffer, sizeof buffer, 0);
-        if (n <= 0) return got.empty() ? Outcome::kClosed : Outcome::kWrong;
-        got.append(buffer, static_cast<size_t>(n));
-    }
-    return got == line ? Outcome::kEchoed : Outcome::kWrong;
-}
-
 // ---- the server contract ----------------------------------------------------------
 
 TEST(SelectStart, ReadyLine) {
@@ -292,13 +273,13 @@ TEST_F(Select, RefusesFdBeyondFdSetsize) {
     int echoed = 0, closed = 0;
     for (int i = 0; i < kClients; ++i) {
         std::string line = "client " + std::to_string(i + 1) + "\n";
-        Outcome outcome = try_echo(clients[i], line);
-        if (outcome == Outcome::kEchoed) ++echoed;
-        else if (outcome == Outcome::kClosed) ++closed;
+        battery::Outcome outcome = battery::try_echo(clients[i], line);
+        if (outcome == battery::Outcome::kEchoed) ++echoed;
+        else if (outcome == battery::Outcome::kClosed) ++closed;
         else {
             ADD_FAILURE() << "client " << i + 1 << " of " << kClients << " (after " << echoed
                           << " served and " << closed << " refused) "
-                          << (outcome == Outcome::kSilent ? "got no echo and was not closed"
+                          << (outcome == battery::Outcome::kSilent ? "got no echo and was not closed"
                                                           : "got a wrong echo")
                           << ".\n  hint: a client whose fd is >= FD_SETSIZE must be closed at once "
                              "(FD_SET on it writes past the fd_set); every other client is served"
@@ -318,7 +299,7 @@ TEST_F(Select, RefusesFdBeyondFdSetsize) {
     // Those that were served still are.
     for (int i = 0; i < 20 && !HasFailure(); ++i) {
         std::string line = "again " + std::to_string(i) + "\n";
-        EXPECT_EQ(try_echo(clients[i], line), Outcome::kEchoed)
+        EXPECT_EQ(battery::try_echo(clients[i], line), battery::Outcome::kEchoed)
             << "client " << i + 1 << " was no longer served after the refusals" << context();
     }
 }

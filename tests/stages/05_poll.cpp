@@ -104,25 +104,6 @@ std::optional<std::vector<int>> poll_wait_set(pid_t pid, std::string* why) {
     return fds;
 }
 
-/// What happened to one client among many: echoed, closed by the server, or neither.
-enum class Outcome { kEchoed, kClosed, kSilent, kWrong };
-
-/// Sends @p line on @p client and sees whether it comes back or the connection is closed.
-Outcome try_echo(Client& client, const std::string& line) {
-    client.send_some(line);  // a refused client may already be reset: ignore errors
-    std::string got;
-    Deadline deadline(answer_limit());
-    while (got.size() < line.size()) {
-        pollfd p{client.fd(), POLLIN, 0};
-        if (poll(&p, 1, deadline.remaining_ms()) <= 0) return Outcome::kSilent;
-        char buffer[256];
-        ssize_t n = recv(client.fd(), buffer, sizeof buffer, 0);
-        if (n <= 0) return got.empty() ? Outcome::kClosed : Outcome::kWrong;
-        got.append(buffer, static_cast<size_t>(n));
-    }
-    return got == line ? Outcome::kEchoed : Outcome::kWrong;
-}
-
 // ---- the server contract ----------------------------------------------------------
 
 TEST(PollStart, ReadyLine) {
@@ -212,7 +193,7 @@ TEST_F(Poll, RefusesClientsBeyondMax) {
     Deadline deadline(answer_limit());
     while (!admitted && !deadline.expired()) {
         Client newcomer = connect("newcomer");
-        admitted = try_echo(newcomer, "room for me?\n") == Outcome::kEchoed;
+        admitted = battery::try_echo(newcomer, "room for me?\n") == battery::Outcome::kEchoed;
     }
     EXPECT_TRUE(admitted) << "after one of the 3 clients left, a new client was still refused"
                           << "\n  hint: count only the clients still connected" << context();
