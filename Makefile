@@ -73,7 +73,8 @@ $(BUILD)/tests/fixtures/%: $(BUILD)/tests/fixtures/%.o $(COMMON_LIB)
 
 # ---- the harness and the grader ---------------------------------------------------
 HARNESS_SRC := $(wildcard tests/harness/*.cpp)
-STAGE_SRC   := $(wildcard tests/stages/*.cpp)
+STAGE_SRC   := $(wildcard tests/stages/*/*.cpp)
+RUBRICS     := $(sort $(wildcard tests/stages/*/rubric.txt))
 GRADER_SRC  := $(wildcard tests/grader/*.cpp)
 UNIT_SRC    := $(wildcard tests/unit/*.cpp)
 HARNESS_LIB := $(BUILD)/tests/libharness.a
@@ -86,11 +87,12 @@ $(HARNESS_LIB): $(HARNESS_SRC:%.cpp=$(BUILD)/%.o)
 	@mkdir -p $(@D)
 	$(AR) rcs $@ $^
 
-# The rubric is compiled in, so a grader binary carries its own points.
-$(RUBRIC_CPP): tests/rubric.txt
+# The rubric is compiled in, so a grader binary carries its own points: the
+# rubric.txt of every stage folder, in lab order.
+$(RUBRIC_CPP): $(RUBRICS)
 	@mkdir -p $(@D)
 	{ echo 'namespace muxlab::grader { extern const char kRubricText[] = R"rubric('; \
-	  cat $<; echo ')rubric"; }'; } > $@
+	  cat $^; echo ')rubric"; }'; } > $@
 
 $(GRADER): $(STAGE_SRC:%.cpp=$(BUILD)/%.o) $(GRADER_SRC:%.cpp=$(BUILD)/%.o) \
            $(RUBRIC_CPP:%.cpp=%.o) $(HARNESS_LIB) $(COMMON_LIB)
@@ -149,6 +151,6 @@ clean:
 	rm -rf build
 
 # Stage-independent extras (docs, bench, batch grading) keep their rules in mk/.
--include $(wildcard mk/*.mk)
+-include $(wildcard mk/*.mk bench/*.mk course/*.mk docs/*.mk)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -7,7 +7,7 @@
 # diagram that does not render) fails the build: see WARN_AS_ERROR in
 # Doxyfile. docs/site-links.sh names Markdown links to missing files (before
 # Doxygen) and points links to files that are not pages, such as
-# tests/rubric.txt, at copies inside the site (after it).
+# tests/stages/NN-name/rubric.txt, at copies inside the site (after it).
 
 DOXYGEN     ?= doxygen
 DOCS_DIR    := $(BUILD)/docs

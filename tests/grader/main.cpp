@@ -1,7 +1,7 @@
 /**
  * @file main.cpp
  * @brief muxlab-grade: grades servers against the stage contracts in
- *        tests/stages/, with the points of tests/rubric.txt.
+ *        tests/stages/, with the points of tests/stages/NN-name/rubric.txt.
  *
  *     muxlab-grade [--labs-dir DIR] [--lab NN[,NN...]] [--server PATH]
  *                  [--only Suite.Test[,...]] [--quiet] [--json FILE] [--junit FILE]
@@ -286,7 +286,7 @@ TestOutcome run_test(const std::string& program, const std::string& test, const 
                               " (a grader bug: please report it)";
         else
             outcome.message = "grader: no test named " + test +
-                              " in this grader (tests/rubric.txt and tests/stages/ disagree: run make grader)";
+                              " in this grader (the rubric and the contracts in tests/stages/ disagree: run make grader)";
     } else {
         outcome.status = record[0] == 'P'   ? TestOutcome::Status::kPassed
                          : record[0] == 'S' ? TestOutcome::Status::kSkipped

@@ -1,6 +1,6 @@
 /**
  * @file rubric.hpp
- * @brief The rubric (tests/rubric.txt): which tests each lab runs and their points.
+ * @brief The rubric (tests/stages/NN-name/rubric.txt): which tests each lab runs and their points.
  */
 #pragma once
 
@@ -34,7 +34,7 @@ struct Rubric {
     const RubricLab* lab_of(const std::string& test) const;
 };
 
-/// The rubric compiled into the grader (tests/rubric.txt at build time).
+/// The rubric compiled into the grader (every tests/stages/NN-name/rubric.txt at build time).
 extern const char kRubricText[];
 
 }  // namespace muxlab::grader
