@@ -52,9 +52,14 @@ LAB_BIN       := $(LAB_SRC:%.cpp=$(BUILD)/%)
 SOLUTION_BIN  := $(SOLUTION_SRC:%.cpp=$(BUILD)/%)
 
 $(BUILD)/labs/%: $(BUILD)/labs/%.o $(COMMON_LIB)
-	$(CXX) $(LDFLAGS) $^ -o $@
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/solutions/%: $(BUILD)/solutions/%.o $(COMMON_LIB)
-	$(CXX) $(LDFLAGS) $^ -o $@
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# Stage 11 talks to io_uring through liburing.
+$(BUILD)/labs/11-%: LDLIBS += -luring
+$(BUILD)/solutions/11-%: LDLIBS += -luring
+$(BUILD)/tests/fixtures/11-%: LDLIBS += -luring
 
 # ---- broken variants (test fixtures) --------------------------------------------
 FIXTURE_PATCHES := $(wildcard tests/fixtures/*/*.patch)
@@ -68,7 +73,7 @@ $(BUILD)/tests/fixtures/%.cpp: tests/fixtures/%.patch solutions/$$(*D)/server.cp
 $(BUILD)/tests/fixtures/%.o: $(BUILD)/tests/fixtures/%.cpp
 	$(CXX) $(CPPFLAGS) -Isolutions/$(*D) $(CXXFLAGS) -c $< -o $@
 $(BUILD)/tests/fixtures/%: $(BUILD)/tests/fixtures/%.o $(COMMON_LIB)
-	$(CXX) $(LDFLAGS) $^ -o $@
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
 .PRECIOUS: $(BUILD)/tests/fixtures/%.cpp
 
 # ---- the harness and the grader ---------------------------------------------------
