@@ -14,8 +14,9 @@
  * without losing the other results. Servers run in the sandbox described in
  * grader/sandbox.hpp (limits, another user, a private network).
  *
- * Exit status: 0 on full marks (with --expect-fail: when that test failed),
- * 1 otherwise, 2 on a usage error.
+ * Exit status: 0 when every test passed or was skipped (with --expect-fail:
+ * when that test failed with the expected message), 1 otherwise, 2 on a
+ * usage error.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -27,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -35,6 +37,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "grader/results.hpp"
 #include "grader/rubric.hpp"
@@ -51,6 +54,7 @@ struct Settings {
     std::string server;
     std::set<std::string> only;  // empty: every test
     std::string expect_fail;
+    std::vector<std::string> expect_messages;  // phrases the expected failure's message must contain
     std::string json_path;
     std::string junit_path;
     std::string scores_path;
@@ -74,7 +78,7 @@ struct Settings {
                  "                    [--scores FILE] [--not-built NN=LOG] [--timeout SECONDS]\n"
                  "                    [--no-sandbox] [--sandbox-uid UID] [--cpu-limit SECONDS]\n"
                  "                    [--memory-limit MIB]\n"
-                 "                    [--expect-fail Suite.Test] [--list]\n\n"
+                 "                    [--expect-fail Suite.Test [--expect-message TEXT]...] [--list]\n\n"
                  "Grades each lab's server (DIR/NN-name/server, or PATH for one lab) against\n"
                  "the stage contract, one line per test and a final 'Score: X/Y'.\n\n"
                  "  --json FILE        Gradescope results.json\n"
@@ -82,7 +86,8 @@ struct Settings {
                  "  --scores FILE      one 'lab,score,max_score,state' line per lab\n"
                  "  --not-built NN=LOG lab NN did not compile: 0 points, LOG as feedback\n"
                  "  --quiet            print only the Score line (nothing on stderr)\n"
-                 "  --fail-fast        stop a lab at its first test that does not pass\n"
+                 "  --fail-fast        after a lab's first test that does not pass, report the\n"
+                 "                     others as not run (the lab keeps its total)\n"
                  "  --timeout SECONDS  wall-clock budget of one test (default 60, scaled\n"
                  "                     by MUXLAB_TIME_SCALE)\n"
                  "  --no-sandbox       run servers without limits, user switch or private\n"
@@ -90,8 +95,13 @@ struct Settings {
                  "  --sandbox-uid UID  when run as root, run servers as UID (default: a uid\n"
                  "                     unique to this grader run)\n"
                  "  --cpu-limit S      CPU seconds per server process (default 20, scaled)\n"
-                 "  --memory-limit MIB heap per server process (default 8192)\n\n"
-                 "Exit 0 on full marks.\n");
+                 "  --memory-limit MIB heap per server process (default 8192)\n"
+                 "  --expect-fail T    (self-test) exit 0 only if test T failed, and its message\n"
+                 "                     contains every --expect-message TEXT (ignoring case)\n\n"
+                 "A test stops at its first failed check. A test whose rubric line says\n"
+                 "`needs X` is not run (0 points) unless X passed. A test the machine cannot\n"
+                 "check (no /proc access...) is skipped (0 points, not a failure).\n"
+                 "Exit 0 when no test failed or was left unrun.\n");
     std::exit(0);
 }
 
@@ -122,6 +132,7 @@ Settings parse_settings(int argc, char** argv) {
                 if (!test.empty()) settings.only.insert(test);
         }
         else if (arg == "--expect-fail") settings.expect_fail = value();
+        else if (arg == "--expect-message") settings.expect_messages.push_back(value());
         else if (arg == "--json") settings.json_path = value();
         else if (arg == "--junit") settings.junit_path = value();
         else if (arg == "--scores") settings.scores_path = value();
@@ -162,6 +173,26 @@ public:
     }
 };
 
+/**
+ * In the test process: ends the test at its first failed check. The check's
+ * message says what went wrong; the checks after it would only wait on a
+ * server already known to be broken (and a student reads the first problem
+ * first). GoogleTest takes a testing::AssertionException thrown here as a
+ * failure already reported, and still runs TearDown(), which stops the
+ * server. Failures in other threads are only recorded: an exception there
+ * would end the process.
+ */
+class StopAtFirstFailure : public ::testing::EmptyTestEventListener {
+public:
+    void OnTestPartResult(const ::testing::TestPartResult& part) override {
+        if (part.failed() && std::this_thread::get_id() == main_thread_)
+            throw ::testing::AssertionException(part);
+    }
+
+private:
+    std::thread::id main_thread_ = std::this_thread::get_id();
+};
+
 /// The child's side: runs @p test with GoogleTest and writes "STATUS message" to @p report.
 [[noreturn]] void run_test_here(const std::string& program, const std::string& test,
                                 const std::string& server, int report) {
@@ -177,9 +208,10 @@ public:
     int gtest_argc = 2;
     ::testing::InitGoogleTest(&gtest_argc, gtest_argv.data());
     ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    auto* recorder = new VerdictRecorder;
+    std::unique_ptr<::testing::TestEventListener>(listeners.Release(listeners.default_result_printer()));
+    VerdictRecorder* recorder = std::make_unique<VerdictRecorder>().release();
     listeners.Append(recorder);  // owned by GoogleTest from here
+    listeners.Append(std::make_unique<StopAtFirstFailure>().release());  // after the recorder: it must see the failure first
     int ignored = RUN_ALL_TESTS();
     (void)ignored;
     // What the harness saw the servers do: a violation (daemonizing) fails
@@ -307,22 +339,30 @@ struct Palette {
     const char* reset = "";
 };
 
+/// One line per test, then (unless it passed) its message, indented. A test
+/// not run gets its one line and the reason on it.
 void print_outcome(const TestOutcome& outcome, const Palette& palette, bool tty) {
     const char* word = "FAIL";
     const char* colour = palette.fail;
     if (outcome.status == TestOutcome::Status::kPassed) word = "OK", colour = palette.ok;
     if (outcome.status == TestOutcome::Status::kSkipped) word = "SKIP", colour = palette.skip;
+    if (outcome.status == TestOutcome::Status::kNotRun) word = "--", colour = palette.dim;
     if (tty) std::printf("\r\033[K");
-    std::printf("  %s%-5s%s %-44s %3d/%-3d %s(%.1fs)%s\n", colour, word, palette.reset, outcome.test.c_str(),
-                outcome.points, outcome.max_points, palette.dim, outcome.seconds, palette.reset);
-    if (!outcome.message.empty() && outcome.status != TestOutcome::Status::kPassed) {
-        std::istringstream lines(outcome.message);
-        for (std::string line; std::getline(lines, line);) std::printf("        %s\n", line.c_str());
+    std::printf("  %s%-5s%s %-44s %3d/%-3d ", colour, word, palette.reset, outcome.test.c_str(), outcome.points,
+                outcome.max_points);
+    // Messages hold what servers wrote: escape control bytes, so no server can
+    // move the cursor, hide lines or fake a score on the grader's terminal.
+    if (outcome.status == TestOutcome::Status::kNotRun) {
+        std::printf("%snot run: %s%s\n", palette.dim, test::escape_controls(outcome.message).c_str(), palette.reset);
+    } else {
+        std::printf("%s(%.1fs)%s\n", palette.dim, outcome.seconds, palette.reset);
+        if (!outcome.message.empty() && outcome.status != TestOutcome::Status::kPassed) {
+            std::istringstream lines(test::escape_controls(outcome.message));
+            for (std::string line; std::getline(lines, line);) std::printf("        %s\n", line.c_str());
+        }
     }
     std::fflush(stdout);
 }
-
-std::string suite_of(const std::string& test) { return test.substr(0, test.find('.')); }
 
 /// The first lines of a compiler log (the first error is what matters).
 std::string compiler_message(const std::string& log_path) {
@@ -366,11 +406,21 @@ std::string not_built_log(const Settings& settings, const RubricLab& lab) {
     return "";
 }
 
+/// The tests of @p lab to run: those of --only and every test they need, in rubric order.
+std::set<std::string> selected_tests(const Settings& settings, const RubricLab& lab) {
+    std::set<std::string> chosen;
+    for (auto item = lab.items.rbegin(); item != lab.items.rend(); ++item)  // needs point backwards
+        if (settings.only.empty() || settings.only.count(item->test) || chosen.count(item->test))
+            chosen.insert(item->test), chosen.insert(item->needs.begin(), item->needs.end());
+    return chosen;
+}
+
 /**
- * Grades @p lab test by test. Dependencies: when the fixture of a suite could
- * not start the server, the suite's later tests are reported as skipped with
- * the same reason, without waiting for the server again; a lab that did not
- * compile fails its first test with the compiler's message and skips the rest.
+ * Grades @p lab test by test, in rubric order. A test whose rubric line
+ * `needs` another is not run (0 points, said in one line) unless that one
+ * passed; a lab that did not compile fails its first test with the
+ * compiler's message and leaves the rest unrun. Either way the lab keeps
+ * its full total.
  */
 LabOutcome grade_lab(const Settings& settings, const RubricLab& lab, const std::string& program,
                      const Palette& palette, bool tty) {
@@ -380,46 +430,61 @@ LabOutcome grade_lab(const Settings& settings, const RubricLab& lab, const std::
     if (!log.empty()) result.build_error = "lab " + lab.name + " does not compile:" + compiler_message(log);
     if (!settings.quiet) std::printf("== %s (%s)\n", lab.name.c_str(), result.server.c_str());
 
-    std::map<std::string, std::string> unstartable;  // suite -> why its server would not start
-    std::string first_test;
-    std::string gate;  // the test that reports a server that does not start
-    for (const RubricItem& item : lab.items)
-        if (gate.empty() && item.test.size() > 10 && item.test.rfind(".ReadyLine") == item.test.size() - 10)
-            gate = item.test;
+    std::set<std::string> chosen = selected_tests(settings, lab);
+    std::set<std::string> passed;
+    std::string first_failure;
     Progress progress(tty && !settings.quiet, palette.dim, palette.reset);
     for (const RubricItem& item : lab.items) {
-        if (!settings.only.empty() && settings.only.count(item.test) == 0) continue;
+        if (chosen.count(item.test) == 0) continue;
         TestOutcome outcome;
+        outcome.test = item.test;
+        std::string missing;
+        for (const std::string& needed : item.needs)
+            if (passed.count(needed) == 0) missing += (missing.empty() ? "" : ", ") + needed;
         if (!result.build_error.empty()) {
-            outcome.test = item.test;
-            if (first_test.empty()) {
+            if (result.tests.empty()) {
                 outcome.status = TestOutcome::Status::kFailed;
                 outcome.message = result.build_error + "\n  hint: fix the first error the compiler reports, "
                                   "then run `make labs` until it builds without warnings";
             } else {
-                outcome.status = TestOutcome::Status::kSkipped;
-                outcome.message = "requires: the lab compiles (see " + first_test + ")";
+                outcome.status = TestOutcome::Status::kNotRun;
+                outcome.message = "needs the lab to compile";
             }
-        } else if (auto why = unstartable.find(suite_of(item.test)); why != unstartable.end()) {
-            outcome.test = item.test;
-            outcome.status = TestOutcome::Status::kSkipped;
-            outcome.message = why->second;
+        } else if (settings.fail_fast && !first_failure.empty()) {
+            outcome.status = TestOutcome::Status::kNotRun;
+            outcome.message = "--fail-fast: " + first_failure + " did not pass";
+        } else if (!missing.empty()) {
+            outcome.status = TestOutcome::Status::kNotRun;
+            outcome.message = "needs " + missing;
         } else {
             outcome = run_test(program, item.test, runnable, settings.timeout_seconds * test::time_scale(), progress);
-            if (outcome.status == TestOutcome::Status::kSkipped &&
-                outcome.message.rfind("requires: the server starts", 0) == 0)
-                unstartable[suite_of(item.test)] = "requires: the server starts and prints its ready line (see " +
-                                                   (gate.empty() ? item.test : gate) + ")";
         }
-        if (first_test.empty()) first_test = item.test;
         outcome.max_points = item.points;
         outcome.points = outcome.status == TestOutcome::Status::kPassed ? item.points : 0;
+        if (outcome.status == TestOutcome::Status::kPassed) passed.insert(item.test);
+        bool counts_as_failure = outcome.status == TestOutcome::Status::kFailed ||
+                                 (outcome.status == TestOutcome::Status::kNotRun && missing.empty());
+        if (counts_as_failure && first_failure.empty()) first_failure = item.test;
         result.tests.push_back(outcome);
         if (!settings.quiet) print_outcome(outcome, palette, tty);
-        if (settings.fail_fast && outcome.status != TestOutcome::Status::kPassed) break;
     }
-    if (!settings.quiet) std::printf("  %s: %d/%d\n", lab.name.c_str(), result.score(), result.max_score());
+    if (!settings.quiet) {
+        int not_run = 0, skipped = 0;
+        for (const TestOutcome& test : result.tests) {
+            not_run += test.status == TestOutcome::Status::kNotRun;
+            skipped += test.status == TestOutcome::Status::kSkipped;
+        }
+        std::printf("  %s: %d/%d", lab.name.c_str(), result.score(), result.max_score());
+        if (not_run > 0) std::printf("  (%d not run)", not_run);
+        if (skipped > 0) std::printf("  (%d skipped: this machine could not check them)", skipped);
+        std::printf("\n");
+    }
     return result;
+}
+
+std::string lowercase(std::string text) {
+    for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return text;
 }
 
 template <typename Writer>
@@ -495,9 +560,23 @@ int main(int argc, char** argv) {
     write_file(settings.scores_path, [&](std::ostream& out) { write_scores(out, outcomes); });
     if (!settings.expect_fail.empty()) {
         for (const LabOutcome& lab : outcomes)
-            for (const TestOutcome& test : lab.tests)
-                if (test.test == settings.expect_fail) return test.status == TestOutcome::Status::kFailed ? 0 : 1;
+            for (const TestOutcome& test : lab.tests) {
+                if (test.test != settings.expect_fail) continue;
+                if (test.status != TestOutcome::Status::kFailed) return 1;
+                std::string message = lowercase(test.message);
+                for (const std::string& phrase : settings.expect_messages) {
+                    if (message.find(lowercase(phrase)) != std::string::npos) continue;
+                    std::fprintf(stderr, "muxlab-grade: %s failed, but its message does not say \"%s\"\n",
+                                 test.test.c_str(), phrase.c_str());
+                    return 1;
+                }
+                return 0;
+            }
         return 1;
     }
-    return score == max ? 0 : 1;
+    bool clean = true;  // nothing failed and nothing was left unrun; skips are not failures
+    for (const LabOutcome& lab : outcomes)
+        for (const TestOutcome& test : lab.tests)
+            clean = clean && (test.status == TestOutcome::Status::kPassed || test.status == TestOutcome::Status::kSkipped);
+    return clean ? 0 : 1;
 }

@@ -106,12 +106,11 @@ void write_gradescope_json(std::ostream& out, const std::vector<LabOutcome>& lab
         for (const TestOutcome& test : lab.tests) {
             out << (first ? "\n" : ",\n");
             first = false;
-            // Gradescope knows "passed" and "failed"; a skipped test earned nothing.
+            // Gradescope knows "passed" and "failed"; a test skipped or not run earned nothing.
             const char* status = test.status == TestOutcome::Status::kPassed ? "passed" : "failed";
             std::string output = test.message;
-            if (test.status == TestOutcome::Status::kSkipped)
-                output = output.rfind("requires: ", 0) == 0 ? "skipped: requires " + output.substr(10)
-                                                            : "skipped: " + output;
+            if (test.status == TestOutcome::Status::kSkipped) output = "skipped: " + output;
+            if (test.status == TestOutcome::Status::kNotRun) output = "not run: " + output;
             out << "    {\"name\": \"" << json_escape(lab.lab + ": " + test.test) << "\", \"score\": "
                 << test.points << ", \"max_score\": " << test.max_points << ", \"status\": \"" << status
                 << "\", \"output\": \"" << json_escape(output) << "\", \"visibility\": \"visible\"}";
@@ -135,7 +134,7 @@ void write_junit_xml(std::ostream& out, const std::vector<LabOutcome>& labs, dou
         for (const TestOutcome& test : lab.tests) {
             ++tests;
             failures += test.status == TestOutcome::Status::kFailed;
-            skipped += test.status == TestOutcome::Status::kSkipped;
+            skipped += test.status == TestOutcome::Status::kSkipped || test.status == TestOutcome::Status::kNotRun;
         }
     char total_time[32];
     std::snprintf(total_time, sizeof total_time, "%.3f", seconds);
@@ -146,7 +145,7 @@ void write_junit_xml(std::ostream& out, const std::vector<LabOutcome>& labs, dou
         double lab_time = 0;
         for (const TestOutcome& test : lab.tests) {
             lab_failures += test.status == TestOutcome::Status::kFailed;
-            lab_skipped += test.status == TestOutcome::Status::kSkipped;
+            lab_skipped += test.status == TestOutcome::Status::kSkipped || test.status == TestOutcome::Status::kNotRun;
             lab_time += test.seconds;
         }
         char time_text[32];
@@ -165,10 +164,11 @@ void write_junit_xml(std::ostream& out, const std::vector<LabOutcome>& labs, dou
                 out << "/>\n";
                 continue;
             }
-            std::string first_line = test.message.substr(0, test.message.find('\n'));
-            const char* element = test.status == TestOutcome::Status::kSkipped ? "skipped" : "failure";
+            std::string message = test.status == TestOutcome::Status::kNotRun ? "not run: " + test.message : test.message;
+            std::string first_line = message.substr(0, message.find('\n'));
+            const char* element = test.status == TestOutcome::Status::kFailed ? "failure" : "skipped";
             out << ">\n      <" << element << " message=\"" << xml_escape(first_line) << "\">"
-                << xml_escape(test.message) << "</" << element << ">\n    </testcase>\n";
+                << xml_escape(message) << "</" << element << ">\n    </testcase>\n";
         }
         out << "  </testsuite>\n";
     }

@@ -12,13 +12,15 @@ namespace muxlab::grader {
 
 /// The verdict on one test.
 struct TestOutcome {
-    enum class Status { kPassed, kFailed, kSkipped };
+    /// kSkipped: the environment cannot check it (no /proc access...); kNotRun:
+    /// a test it needs did not pass, so it was not run (0 points).
+    enum class Status { kPassed, kFailed, kSkipped, kNotRun };
     std::string test;      ///< "Suite.Test"
     Status status = Status::kFailed;
     int points = 0;        ///< points earned
     int max_points = 0;
     double seconds = 0;
-    std::string message;   ///< failure or skip explanation (empty when passed)
+    std::string message;   ///< failure or skip explanation (empty when passed); for kNotRun, why
 };
 
 /// The verdicts on one lab.

@@ -11,8 +11,9 @@ namespace muxlab::grader {
 
 /// One graded test.
 struct RubricItem {
-    std::string test;  ///< GoogleTest full name, "Suite.Test"
+    std::string test;                ///< GoogleTest full name, "Suite.Test"
     int points = 0;
+    std::vector<std::string> needs;  ///< tests of the same lab that must pass before this one runs
 };
 
 /// One lab: its name ("02-fork") and its tests in rubric order.
@@ -26,7 +27,13 @@ struct RubricLab {
 struct Rubric {
     std::vector<RubricLab> labs;
 
-    /// Parses rubric text; on a malformed line sets @p error and returns false.
+    /**
+     * @brief Parses rubric text: `lab NAME` lines, then one
+     *        `Suite.Test POINTS [needs Suite.A[,Suite.B]]` line per test.
+     *
+     * A needed test must come earlier in the same lab. On a malformed line
+     * sets @p error and returns false.
+     */
     bool parse(const std::string& text, std::string* error);
     /// The lab whose name is @p key or starts with "key-" ("02" finds "02-fork"); nullptr if none.
     const RubricLab* find_lab(const std::string& key) const;

@@ -18,7 +18,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "harness/server_process.hpp"
+#include "harness/sandbox.hpp"
 #include "harness/timing.hpp"
 
 namespace muxlab::grader {

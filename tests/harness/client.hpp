@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "harness/server_process.hpp"
+#include "harness/endpoint.hpp"
 #include "harness/timing.hpp"
 
 namespace muxlab::test {

@@ -20,9 +20,12 @@ void ServerTest::TearDown() {
 void ServerTest::restart(const LaunchOptions& options) {
     server_.reset();
     server_ = std::make_unique<ServerProcess>(server_under_test(), options);
-    if (!server_->ready())
-        GTEST_SKIP() << "requires: the server starts and prints its ready line (see ReadyLine): "
-                     << server_->failure();
+    if (!server_->ready()) {
+        std::string flags;
+        for (const std::string& arg : options.args) flags += " " + arg;
+        ADD_FAILURE() << "the server did not start" << (flags.empty() ? "" : " with" + flags) << ": "
+                      << server_->failure();
+    }
 }
 
 Client ServerTest::connect(const std::string& name, const ConnectOptions& options) {

@@ -24,9 +24,10 @@ void set_server_under_test(const std::string& path);
 /**
  * @brief Fixture: a fresh server per test, started with launch_options().
  *
- * When the server cannot start (no ready line), the test is skipped with
- * "requires: the server starts" rather than failed: the ReadyLine test of
- * each stage reports the real problem once, instead of a wall of failures.
+ * When the server cannot start (no ready line), the test fails with what
+ * the harness saw. The rubric makes every test that starts a server need the
+ * stage's ReadyLine test, so a server that never starts fails that one test
+ * and the others are reported as not run, instead of a wall of failures.
  */
 class ServerTest : public ::testing::Test {
 protected:
@@ -36,7 +37,7 @@ protected:
     /// Options for the server this fixture starts; override for stage flags or limits.
     virtual LaunchOptions launch_options() const { return {}; }
 
-    /// Stops the current server and starts a new one with @p options (skips the test if it fails).
+    /// Stops the current server and starts a new one with @p options (fails the test if it does not start).
     void restart(const LaunchOptions& options);
 
     /// The running server.
@@ -66,11 +67,11 @@ private:
         if (IsSkipped()) return;      \
     } while (0)
 
-/// In a ServerTest body: restart the server with @p options, or skip the rest of the test.
+/// In a ServerTest body: restart the server with @p options, or end the test (failed) if it does not start.
 #define MUXLAB_RESTART(options)       \
     do {                              \
         restart(options);             \
-        if (IsSkipped()) return;      \
+        if (HasFailure()) return;     \
     } while (0)
 
 /// Repeats a short pattern into @p size bytes covering all 256 byte values.
