@@ -61,20 +61,45 @@ $(BUILD)/labs/11-%: LDLIBS += -luring
 $(BUILD)/solutions/11-%: LDLIBS += -luring
 $(BUILD)/tests/fixtures/11-%: LDLIBS += -luring
 
-# ---- broken variants (test fixtures) --------------------------------------------
-FIXTURE_PATCHES := $(wildcard tests/fixtures/*/*.patch)
-FIXTURE_SRC     := $(wildcard tests/fixtures/*/*.cpp)
-FIXTURE_BIN     := $(FIXTURE_PATCHES:%.patch=$(BUILD)/%) $(FIXTURE_SRC:%.cpp=$(BUILD)/%)
+# A skeleton is written half-way: unused parameters, variables and functions
+# are expected there, not mistakes, so labs build without those warnings.
+LAB_WARNINGS := -Wno-unused-parameter -Wno-unused-variable -Wno-unused-but-set-variable \
+                -Wno-unused-function -Wno-unused-const-variable -Wno-unused-label \
+                -Wno-unused-local-typedefs -Wno-unused-private-field
+$(BUILD)/labs/%.o: CXXFLAGS += $(LAB_WARNINGS)
 
-# A patched copy of the stage's reference; the patch text says what the bug is.
-$(BUILD)/tests/fixtures/%.cpp: tests/fixtures/%.patch solutions/$$(*D)/server.cpp
-	@mkdir -p $(@D)
-	patch --quiet --force -o $@ solutions/$(*D)/server.cpp < $<
-$(BUILD)/tests/fixtures/%.o: $(BUILD)/tests/fixtures/%.cpp
-	$(CXX) $(CPPFLAGS) -Isolutions/$(*D) $(CXXFLAGS) -c $< -o $@
+# The skeletons in labs/ are generated from the solutions' hole markers
+# (tools/skeleton.cpp); the self-test fails when one is stale.
+SKELETON := $(BUILD)/tools/skeleton
+skeletons: $(SKELETON)
+	$(SKELETON) --all
+
+# ---- broken variants (test fixtures) --------------------------------------------
+# NAME.patch: a one-bug patch against the stage's reference. NAME.partial: a
+# half-done lab, the skeleton with the holes on its `fill:` line filled in.
+# NAME.cpp: a program of its own. Each builds to build/tests/fixtures/NN-name/NAME.
+FIXTURE_PATCHES  := $(wildcard tests/fixtures/*/*.patch)
+FIXTURE_PARTIALS := $(wildcard tests/fixtures/*/*.partial)
+FIXTURE_SRC      := $(wildcard tests/fixtures/*/*.cpp)
+FIXTURE_BIN      := $(FIXTURE_PATCHES:%.patch=$(BUILD)/%) $(FIXTURE_PARTIALS:%.partial=$(BUILD)/%) \
+                    $(FIXTURE_SRC:%.cpp=$(BUILD)/%)
+
+# A copy of the stage's reference folder, patched (a patch may touch any of its files).
+$(BUILD)/tests/fixtures/%.src/server.cpp: tests/fixtures/%.patch $$(wildcard solutions/$$(*D)/*)
+	@rm -rf $(@D) && mkdir -p $(@D) && cp solutions/$(*D)/* $(@D)/
+	sed -E 's#^(---|\+\+\+) ([ab]/)?solutions/[^/]+/#\1 #' $< | patch --quiet --force -d $(@D) -p0
+# The same folder as a student would have it with some TODOs done.
+$(BUILD)/tests/fixtures/%.src/server.cpp: tests/fixtures/%.partial $(SKELETON) $$(wildcard solutions/$$(*D)/*)
+	@rm -rf $(@D) && mkdir -p $(@D)
+	@fill=$$(sed -n 's/^fill: *//p' $<); \
+	for file in solutions/$(*D)/*; do \
+	    $(SKELETON) --fill "$$fill" $$file -o $(@D)/$$(basename $$file) || exit 1; \
+	done
+$(BUILD)/tests/fixtures/%.o: $(BUILD)/tests/fixtures/%.src/server.cpp
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(LAB_WARNINGS) -c $< -o $@
 $(BUILD)/tests/fixtures/%: $(BUILD)/tests/fixtures/%.o $(COMMON_LIB)
 	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
-.PRECIOUS: $(BUILD)/tests/fixtures/%.cpp
+.PRECIOUS: $(BUILD)/tests/fixtures/%.src/server.cpp
 
 # ---- the harness and the grader ---------------------------------------------------
 HARNESS_SRC := $(wildcard tests/harness/*.cpp)
@@ -116,7 +141,7 @@ $(BUILD)/tools/%: $(BUILD)/tools/%.o $(COMMON_LIB)
 	$(CXX) $(LDFLAGS) $^ -o $@
 
 # ---- top-level targets --------------------------------------------------------------
-.PHONY: all labs solutions fixtures grader deps grade test check sanitize docs bench clean
+.PHONY: all labs solutions fixtures skeletons grader deps grade test check sanitize docs bench clean
 
 all: solutions labs fixtures grader $(UNIT_TESTS) $(TOOLS_BIN)
 labs: $(LAB_BIN)

@@ -382,6 +382,16 @@ TEST_F(Threads, ChurnWhileRelaying) {
     std::atomic<bool> stop{false};
     std::atomic<int> churned{0};
     std::vector<std::thread> churners;
+    // A failed check ends the test at once: stop and join the churners on the way out.
+    struct JoinOnExit {
+        std::atomic<bool>& stop;
+        std::vector<std::thread>& threads;
+        ~JoinOnExit() {
+            stop = true;
+            for (std::thread& thread : threads)
+                if (thread.joinable()) thread.join();
+        }
+    } join_on_exit{stop, churners};
     for (int t = 0; t < 2; ++t) {
         churners.emplace_back([&, t] {
             for (int i = 0; !stop && i < 400; ++i) {
@@ -413,6 +423,7 @@ TEST_F(Threads, ChurnWhileRelaying) {
     }
     stop = true;
     for (std::thread& churner : churners) churner.join();
+    churners.clear();
     auto exit = server().wait_exit(Millis(0));
     EXPECT_FALSE(exit.has_value())
         << "while " << churned << " clients came and went, the server " << (exit ? exit->describe() : "")
