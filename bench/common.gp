@@ -1,4 +1,4 @@
-# The look every bench plot shares. tools/bench sets, with gnuplot -e:
+# The look every bench plot shares. bench/run sets, with gnuplot -e:
 #   datafile  the CSV to plot (first line: column names)
 #   outbase   output path without extension
 #   term      'svg' or 'png'

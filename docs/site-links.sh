@@ -2,9 +2,10 @@
 # Usage: docs/site-links.sh DOCS_DIR PAGE.md...   (from the repository root; `make docs` runs it)
 #
 # Doxygen turns Markdown links between .md pages into links between HTML
-# pages, but leaves a link to any other file (`[rubric](../../tests/rubric.txt)`)
-# as it was written: relative to the Markdown file, which means nothing inside
-# the generated site. Such a link is right on a code host, so rather than
+# pages, but leaves a link to any other file (`[rubric](../../tests/rubric.txt)`,
+# or a picture: `![plot](../bench/results/idle-latency.svg)`) as it was
+# written: relative to the Markdown file, which means nothing inside the
+# generated site. Such a link is right on a code host, so rather than
 # forbid it, this script points it at the page made from that file or, for a
 # file with no page, at a copy in DOCS_DIR/repo/. A link to a file that does
 # not exist fails the build, like a Doxygen warning.
@@ -43,8 +44,9 @@ for source in "$@"; do
     esac
     [ -f "$page" ] || continue
     dir=$(dirname "$source")
-    # Links Doxygen left alone: not a URL, not an anchor, not a page of the site.
-    for href in $(grep -o 'href="[^"]*"' "$page" | sed 's/^href="//; s/"$//; s/#.*//' |
+    # Links (and pictures: src) Doxygen left alone: not a URL, not an anchor,
+    # not a file of the site.
+    for href in $(grep -o '\(href\|src\)="[^"]*"' "$page" | sed 's/^[a-z]*="//; s/"$//; s/#.*//' |
                   grep -v ':' | grep . | sort -u); do
         case $href in
             ../*) ;;
@@ -63,6 +65,7 @@ for source in "$@"; do
                 link=repo/$target
             fi
             sed -i "s|href=\"$href\"|href=\"$link\"|g; s|href=\"$href#|href=\"$link#|g" "$page"
+            sed -i "s|src=\"$href\"|src=\"$link\"|g" "$page"
         else
             echo "$source: link to $href: no such file" >&2
             status=1

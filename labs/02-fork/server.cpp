@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
         muxlab::parse_options(argc, argv, "Lab 02: echo server, one child process per client.");
 
     // TODO 2: install reap_children for SIGCHLD with sigaction(). Decide on
-    // SA_RESTART and SA_NOCLDSTOP (see notes/03-processes.md).
+    // SA_RESTART and SA_NOCLDSTOP (see notes/02-processes.md).
     (void)reap_children;
 
     muxlab::Fd listener = muxlab::listen_tcp(options);

@@ -5,7 +5,7 @@
  * The simplest server there is: accept one client, echo everything it sends
  * until it closes, then accept the next one. While one client is connected,
  * every other client waits in the listen backlog: that limit is what every
- * later stage removes. See notes/02-blocking.md.
+ * later stage removes. See notes/01-blocking.md.
  */
 #include <errno.h>
 #include <sys/socket.h>

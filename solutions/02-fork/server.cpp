@@ -6,7 +6,7 @@
  * slow client no longer blocks the others. What costs care is everything the
  * child shares with its parent: open fds (each side closes the one it does
  * not use) and the end of each child (the parent must reap it, or it stays a
- * zombie). See notes/03-processes.md.
+ * zombie). See notes/02-processes.md.
  */
 #include <errno.h>
 #include <signal.h>

@@ -14,7 +14,7 @@
  *  - each client's own std::mutex: guards the lines waiting to be written to
  *    that client, because several senders may hand it a line at the same time;
  *  - no lock is ever held while a thread blocks on a socket.
- * See notes/04-threads.md.
+ * See notes/03-threads.md.
  */
 #include <errno.h>
 #include <sys/socket.h>

@@ -7,7 +7,7 @@
  * work that cannot block. This removes the thread per client of stage 03,
  * but select() has its own limits: its fd sets hold descriptors below
  * FD_SETSIZE (1024) only, and they must be rebuilt before every call,
- * because select() overwrites them with its answer. See notes/05-select.md.
+ * because select() overwrites them with its answer. See notes/04-select.md.
  */
 #include <errno.h>
 #include <sys/select.h>

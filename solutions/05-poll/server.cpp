@@ -9,7 +9,7 @@
  * being rebuilt. The price: clients join and leave in the middle of that
  * array, and removing an entry while walking it is easy to get wrong.
  * poll() still hands the kernel the whole array on every call, so the cost
- * of each wait grows with the number of clients. See notes/06-poll.md.
+ * of each wait grows with the number of clients. See notes/05-poll.md.
  */
 #include <errno.h>
 #include <poll.h>

@@ -13,7 +13,7 @@
  * The queue is finite (RLIMIT_SIGPENDING). When it is full the kernel drops
  * the event and sends plain SIGIO instead, which says "you lost some": the
  * server then does what part 1 does on every signal and tries everyone.
- * See notes/07-nonblocking-and-sigio.md.
+ * See notes/06-nonblocking-and-sigio.md.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -13,7 +13,7 @@
  * every socket and drains each one until the kernel answers EAGAIN. That is
  * why, for the first time in this kit, every socket is non-blocking: trying a
  * socket that has nothing for us must return at once, not put the whole
- * server to sleep. See notes/07-nonblocking-and-sigio.md.
+ * server to sleep. See notes/06-nonblocking-and-sigio.md.
  */
 #include <errno.h>
 #include <fcntl.h>

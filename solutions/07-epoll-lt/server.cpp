@@ -15,7 +15,7 @@
  *
  * Every socket is non-blocking. When the kernel takes only part of a write,
  * the rest waits in the client's pending output and EPOLLOUT is armed until it
- * has gone, then disarmed again. See notes/08-epoll.md.
+ * has gone, then disarmed again. See notes/07-epoll.md.
  */
 #include <errno.h>
 #include <sys/epoll.h>

@@ -16,7 +16,7 @@
  *
  * Every socket is non-blocking. When the kernel takes only part of a write,
  * the rest waits in the client's pending output and EPOLLOUT is armed until it
- * has gone, then disarmed again, exactly as in stage 07. See notes/08-epoll.md.
+ * has gone, then disarmed again, exactly as in stage 07. See notes/08-edge-triggered.md.
  */
 #include <errno.h>
 #include <sys/epoll.h>

@@ -19,7 +19,7 @@
  * its own buffer, and whenever a server line arrives it erases the prompt
  * line, prints the server line, and draws the prompt and the typed text
  * again. When stdin is not a terminal (a pipe, a script), it simply sends
- * each line it reads. See notes/09-chat-room.md and notes/06-poll.md.
+ * each line it reads. See notes/10-chat-client.md and notes/05-poll.md.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -165,7 +165,7 @@ int ChatClient::run() {
         fds[1].events = static_cast<short>(POLLIN | (to_server_.empty() ? 0 : POLLOUT));
         // ppoll: SIGTERM and SIGHUP are blocked except during the wait, so a
         // signal cannot slip in between the loop test and the wait (the
-        // flag/sleep race of notes/07) and leave us asleep.
+        // flag/sleep race of notes/06) and leave us asleep.
         if (ppoll(fds, 2, nullptr, &wait_mask_) < 0) {
             if (errno == EINTR) continue;  // SIGTERM/SIGHUP: the loop condition decides
             muxlab::log_errno("poll");

@@ -5,7 +5,7 @@
  *        flags, epoll interest lists, TCP queues, CPU use.
  *
  * These are the same files a student can read with `cat` (see
- * notes/11-debugging.md). Every function returns std::nullopt (or an empty
+ * notes/debugging.md). Every function returns std::nullopt (or an empty
  * result) when /proc cannot be read; tests then report "model check skipped"
  * instead of failing.
  */

@@ -1,5 +1,5 @@
 /**
- * @file tools/loadgen.cpp
+ * @file bench/loadgen.cpp
  * @brief The kit's load generator: one epoll loop drives thousands of client
  *        connections against a muxlab server (or Redis, as an outside reference).
  *
@@ -21,7 +21,7 @@
  * which start measuring together; `--sources` spreads connections over
  * several source addresses when one address runs out of ports.
  *
- * The result is one line of `key=value` pairs on stdout (tools/bench parses
+ * The result is one line of `key=value` pairs on stdout (bench/run parses
  * it); progress and errors go to stderr.
  */
 #include <arpa/inet.h>

@@ -1,4 +1,4 @@
-# `make bench`: the I/O models measured side by side (tools/bench -> $(BUILD)/bench).
+# `make bench`: the I/O models measured side by side (bench/run -> $(BUILD)/bench).
 #
 #   make bench                    every workload, medians of 3 rounds (5-8 minutes
 #                                 on 2 cores, longer on a busy machine)
@@ -24,20 +24,27 @@ BENCH_ARGS       = --build $(BUILD) $(if $(QUICK),--quick) $(if $(PIN),--pin) \
 .PHONY: bench-deps bench-build $(BENCH_WORKLOADS:%=bench-%)
 
 bench: bench-deps bench-build
-	@tools/bench $(BENCH_ARGS)
+	@bench/run $(BENCH_ARGS)
 
 $(BENCH_WORKLOADS:%=bench-%): bench-deps bench-build
-	@tools/bench $(BENCH_ARGS) $(@:bench-%=%)
+	@bench/run $(BENCH_ARGS) $(@:bench-%=%)
 
 # The load generator must build; a stage that does not compile is skipped,
 # and so is the libuv reference server when libuv's headers are missing.
 bench-build:
 	@$(MAKE) --no-print-directory -k -j$(NPROC) solutions >/dev/null 2>&1 || \
 	    echo "bench: some stages did not build (make solutions shows why); they are skipped"
-	@$(MAKE) --no-print-directory $(BUILD)/tools/loadgen
+	@$(MAKE) --no-print-directory $(BUILD)/bench/loadgen
 	@if echo '#include <uv.h>' | $(CXX) -E -x c++ - >/dev/null 2>&1; then \
 	    $(MAKE) --no-print-directory $(BUILD)/bench/uv-echo; \
 	else echo "bench: libuv reference skipped (Debian: sudo apt-get install -y libuv1-dev)"; fi
+
+# The load generator is built with everything else (`make all`), so every
+# compiler the kit is built with checks it too.
+all: $(BUILD)/bench/loadgen
+
+$(BUILD)/bench/loadgen: $(BUILD)/bench/loadgen.o $(COMMON_LIB)
+	$(CXX) $(LDFLAGS) $^ -o $@
 
 # An echo server on libuv, measured beside the stages (see bench/uv_echo.cpp).
 $(BUILD)/bench/uv-echo: bench/uv_echo.cpp
