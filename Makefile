@@ -180,7 +180,7 @@ sanitize: deps
 clean:
 	rm -rf build
 
-# Stage-independent extras (docs, bench, batch grading) keep their rules in mk/.
--include $(wildcard mk/*.mk bench/*.mk course/*.mk docs/*.mk)
+# Stage-independent extras keep their rules beside their files: bench/, course/, docs/.
+-include $(wildcard bench/*.mk course/*.mk docs/*.mk)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -2,8 +2,8 @@
 # A fake course graded in one command: seven submissions built at test time
 # from the reference solutions and the hostile fixtures (correct, partly
 # correct, not compiling, hostile, empty, a whole-kit copy, a name with a
-# comma), graded by tools/grade-all; checks the CSV rows, each JSON and the
-# JUnit file.
+# comma), graded by course/grade-all; checks the CSV rows, each JSON, the
+# JUnit file, the per-test rows and the failure clusters.
 #
 # Usage: BUILD=build bash tests/checks/grade_all.sh   (run by tools/selftest)
 set -u
@@ -42,7 +42,7 @@ submit "grace, jr" $one solutions/$one/server.cpp      # a comma in the name
 submit "grace, jr" $two "$work/broken.cpp"             # (lab 01's code in lab 02: does not compile)
 
 start=$SECONDS
-tools/grade-all "$course" --build "$BUILD" --out "$work/out" --labs 01,02 --jobs 2 > "$work/grade-all.log" 2>&1
+course/grade-all "$course" --build "$BUILD" --out "$work/out" --labs 01,02 --jobs 2 > "$work/grade-all.log" 2>&1
 status=$?
 echo "grade-all: exit $status in $((SECONDS - start)) s"
 cat "$work/grade-all.log"
@@ -93,11 +93,27 @@ grep -q "error:" "$out/carol/results.json" || fail "carol's feedback lacks the c
 grep -q "skipped: requires the lab compiles" "$out/carol/results.json" || fail "carol: dependents not skipped"
 grep -q "daemonized" "$out/dave/results.json" || fail "dave's feedback lacks the daemon note"
 grep -q "skipped: requires the server starts" "$out/dave/results.json" || fail "dave: dependents not skipped"
-grep -q "no $one/server.cpp in the submission" "$out/erin/results.json" || fail "erin's feedback"
+grep -q "no $one/server.cpp (no .cpp file in $one/) in the submission" "$out/erin/results.json" || fail "erin's feedback"
 [ "$(grep -c '<testsuite ' "$out/junit.xml")" = 14 ] || fail "junit.xml: expected 7 x 2 testsuites"
 grep -q '<testsuite name="bob/02-fork"' "$out/junit.xml" || fail "junit.xml: suites named STUDENT/LAB"
 grep -q '^==== carol' "$out/failures.log" || fail "failures.log"
 [ -f "$out/carol/build-01.log" ] && grep -q "error" "$out/carol/build-01.log" || fail "carol's build log"
+
+# Per test: one row per student and test; the clusters put bob's bug (his
+# children keep every client socket open) among the failures, with its reason.
+tests01=$("$BUILD/tests/muxlab-grade" --list --lab 01,02 | wc -l)
+[ "$(head -n 1 "$out/tests.csv")" = "student,lab,test,status,points,max,reason" ] || fail "tests.csv header"
+[ "$(wc -l < "$out/tests.csv")" = $((1 + 7 * tests01)) ] || fail "tests.csv: expected 7 x $tests01 rows"
+grep -q "^alice,$one,IterativeStart.ReadyLine,passed,5,5,\$" "$out/tests.csv" || fail "tests.csv: alice's first row"
+grep -q "^carol,$one,[A-Za-z.]*,failed,0,[0-9]*,lab 01-iterative does not compile" "$out/tests.csv" \
+    || fail "tests.csv: carol's build failure"
+grep -q "^carol,$one,[A-Za-z.]*,not-run," "$out/tests.csv" || fail "tests.csv: carol's tests that could not run"
+[ "$(grep -c . "$out/erin/tests.csv")" = $((1 + tests01)) ] || fail "erin/tests.csv"
+echo "--- clusters.txt"
+cat "$out/clusters.txt"
+grep -Eq "^ +[1-9][0-9]* +[0-9]+  $two Fork\.ParentClosesClientSockets " "$out/clusters.txt" \
+    || fail "clusters.txt does not show bob's leak (Fork.ParentClosesClientSockets)"
+grep -q "Failure clusters: 7 submissions" "$work/grade-all.log" || fail "grade-all did not print the clusters"
 
 echo
 [ $failures -eq 0 ] && echo "grade_all: the fake course graded right" || echo "grade_all: $failures problem(s)"

@@ -12,7 +12,7 @@ trap 'rm -rf "$work"' EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-tools/gradescope/make-zip --out "$work" --labs 01,02 || exit 1
+course/gradescope/make-zip --out "$work" --labs 01,02 || exit 1
 zip=$work/autograder-01-02.zip
 unzip -l "$zip" | grep -q ' setup.sh$' || fail "no setup.sh at the top of the zip"
 unzip -l "$zip" | grep -q ' run_autograder$' || fail "no run_autograder at the top of the zip"
