@@ -45,7 +45,7 @@ namespace {
 // ---- Tuning -------------------------------------------------------------------
 
 constexpr unsigned kQueueDepth = 128;        // submission queue entries
-constexpr unsigned kCompletionDepth = 512;   // completion queue entries
+constexpr unsigned kCompletionDepth = 256;   // completion queue entries
 constexpr std::size_t kChunk = 4 * 1024;     // bytes per provided buffer (per recv completion)
 constexpr unsigned kBuffers = 128;           // buffers in the ring (a power of two): 512 KiB in all
 constexpr unsigned short kBufferGroup = 0;   // the id recv requests pick their buffers by
@@ -160,11 +160,16 @@ void cancel(Server& server, int fd, Op target) {
     io_uring_sqe_set_data64(sqe, tag(fd, kCancel));
 }
 
-/// Gives buffer @p id back to the kernel, once its bytes are copied out.
+/// Gives buffer @p id back to the kernel.
 void recycle(Server& server, unsigned id) {
+    //@hole 3 Give the buffer back
+    //@ The kernel took buffer `id` out of the ring to hold one chunk, and it will not
+    //@ use it again until you return it. When is it safe to return it, and what makes
+    //@ it visible to the kernel again? What happens to every recv once no buffer is left?
     io_uring_buf_ring_add(server.buffers.descriptions, server.buffers.buffer(id), kChunk,
                           static_cast<unsigned short>(id), io_uring_buf_ring_mask(kBuffers), 0);
     io_uring_buf_ring_advance(server.buffers.descriptions, 1);
+    //@end
 }
 
 // ---- Moving bytes ----------------------------------------------------------------
@@ -174,17 +179,23 @@ bool wants_input(const Client& client) {
            client.pending.size() + client.sending.size() < kPendingCap;
 }
 
-/// Starts a send of everything pending, unless one is in flight already: the
-/// kernel may send part of a request and finish it later, so a second send
-/// could overtake the rest of the first. The bytes move to `sending`, where
-/// they stay put until the completion says the kernel is done with them.
+/// Sends what is pending.
 void flush(Server& server, Client& client) {
+    //@hole 4 One send in flight
+    //@ The kernel reads a send's bytes until its completion arrives, and may take only
+    //@ part of them (a short send). What must stay put meanwhile? What would a second
+    //@ send on the same socket do to the order of the bytes? Where do new echoes wait?
+    // Not while a send is in flight: the kernel may send part of a request and
+    // finish it later, so a second send could overtake the rest of the first.
+    // The bytes move to `sending`, where they stay put until the completion
+    // says the kernel is done with them.
     if (!client.sending.empty() || client.pending.empty()) return;
     client.sending.swap(client.pending);
     io_uring_sqe* sqe = new_request(server);
     io_uring_prep_send(sqe, client.socket.get(), client.sending.data(), client.sending.size(),
                        MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, tag(client.socket.get(), kSend));
+    //@end
 }
 
 /// Echoes @p data: queued behind whatever is pending, then sent if no send is in flight.
@@ -193,15 +204,21 @@ void echo(Server& server, Client& client, const char* data, std::size_t size) {
     flush(server, client);
 }
 
-/// Arms, or stops, the client's recv to match wants_input(). Stopping takes a
-/// cancel: a multishot recv keeps delivering until it ends.
+/// Arms, or stops, the client's recv to match wants_input().
 void update_receive(Server& server, Client& client) {
+    //@hole 5 Stop receiving from a client that does not read
+    //@ An armed multishot recv delivers every chunk that arrives, however much echo
+    //@ already waits for a client that does not read. How do you stop it at kPendingCap,
+    //@ and start it again once the echo has drained?
+    //@stub if (wants_input(client) && !client.receiving) arm_receive(server, client);
+    // Stopping takes a cancel: a multishot recv keeps delivering until it ends.
     if (wants_input(client) && !client.receiving) {
         arm_receive(server, client);
     } else if (!wants_input(client) && client.receiving && !client.stopping_input) {
         cancel(server, client.socket.get(), kReceive);
         client.stopping_input = true;
     }
+    //@end
 }
 
 // ---- Completions -------------------------------------------------------------------
@@ -227,10 +244,16 @@ void forget_if_done(Server& server, int fd) {
 }
 
 void on_receive(Server& server, Client& client, const io_uring_cqe* cqe) {
+    //@hole 2 When is a multishot request over?
+    //@ One recv request delivers chunk after chunk, one accept request connection after
+    //@ connection, until the kernel ends it. Which completion is a request's last, and
+    //@ what does the server do then? Think of an empty buffer ring, a full completion
+    //@ queue, and running out of descriptors (there, when should accept start again?).
     if (!(cqe->flags & IORING_CQE_F_MORE)) {  // this recv is over: it may need arming again
         client.receiving = false;
         client.stopping_input = false;
     }
+    //@end
     if (cqe->flags & IORING_CQE_F_BUFFER) {
         unsigned id = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         if (cqe->res > 0 && !client.closing)
@@ -252,6 +275,8 @@ void on_send(Server& server, Client& client, const io_uring_cqe* cqe) {
         close_client(server, client);
         return;
     }
+    //@hole 4
+    //@stub client.sending.clear();
     client.sending.erase(0, static_cast<std::size_t>(cqe->res));
     if (!client.sending.empty()) {
         // A short send: the socket took part of it. Send the rest first.
@@ -262,10 +287,12 @@ void on_send(Server& server, Client& client, const io_uring_cqe* cqe) {
         return;
     }
     flush(server, client);
+    //@end
     if (!client.closing) update_receive(server, client);  // room in the queue: receive again
 }
 
 void on_accept(Server& server, const io_uring_cqe* cqe) {
+    //@hole 2
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
         // The multishot accept is over: after an error, or when the completion
         // queue was full (then even a success ends it). Out of descriptors, the
@@ -279,6 +306,7 @@ void on_accept(Server& server, const io_uring_cqe* cqe) {
             arm_accept(server);
         }
     }
+    //@end
     if (cqe->res < 0) return;
     Client& client = server.clients[cqe->res];
     client.socket = muxlab::Fd(cqe->res);
@@ -357,6 +385,12 @@ int main(int argc, char** argv) {
     muxlab::announce(server.listener.get());
 
     for (;;) {
+        //@hole 1 The completion loop
+        //@ Requests queue up in the submission queue; results come back in the completion
+        //@ queue. With one system call per loop turn, how do you hand over everything
+        //@ queued and sleep until something has completed? Then: how do you take every
+        //@ completion that is there, and tell the kernel their slots are free?
+        //@stub pause();
         // The one system call of a loop turn: submit every request queued
         // since the last turn, then sleep until at least one has completed.
         result = io_uring_submit_and_wait(&server.uring.ring, 1);
@@ -374,5 +408,6 @@ int main(int argc, char** argv) {
             ++seen;
         }
         io_uring_cq_advance(&server.uring.ring, seen);
+        //@end
     }
 }

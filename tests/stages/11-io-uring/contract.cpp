@@ -286,6 +286,8 @@ TEST_F(IoUring, StoppedReaderMemoryBounded) {
     ConnectOptions small_buffer;
     small_buffer.receive_buffer = 4096;
     Client alice = connect("A (never reads)", small_buffer);
+    ASSERT_TRUE(alice.send("hello\n"));
+    ASSERT_TRUE(alice.expect("hello\n")) << "\n  (A is served before it stops reading)";
     constexpr size_t kFlood = 64u << 20;
     std::string chunk = binary_payload(1 << 16, 4);
     size_t sent = 0;
