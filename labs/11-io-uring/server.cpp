@@ -94,7 +94,6 @@ struct Server {
     BufferRing buffers;
     muxlab::Fd listener;
     std::unordered_map<int, Client> clients;  // by socket descriptor
-    bool accepting = false;                   // the multishot accept is armed
     bool accept_paused = false;               // out of descriptors: accept re-armed when a client leaves
 };
 
@@ -118,7 +117,6 @@ void arm_accept(Server& server) {
     // SOCK_CLOEXEC only: io_uring never blocks on a socket, so O_NONBLOCK is not needed.
     io_uring_prep_multishot_accept(sqe, server.listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, tag(server.listener.get(), kAccept));
-    server.accepting = true;
     server.accept_paused = false;
 }
 
@@ -182,7 +180,7 @@ void update_receive(Server& server, Client& client) {
 
 // ---- Completions -------------------------------------------------------------------
 
-/// Starts closing @p fd: the socket stays open until no request uses it, so
+/// Starts closing @p client: the socket stays open until no request uses it, so
 /// its number cannot be reused while completions for it may still come.
 void close_client(Server& server, Client& client) {
     client.closing = true;
