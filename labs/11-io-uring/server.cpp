@@ -3,7 +3,8 @@
  * @brief Lab 11: an echo server for many clients on one io_uring instance:
  *        completion instead of readiness.
  *
- * Read README.md first: it says what to build and how it is graded.
+ * Your task is the TODOs in this file, in order: README.md says what each
+ * one asks. Build with `make labs`, grade with `make grade LAB=11`.
  */
 #include <errno.h>
 #include <liburing.h>
