@@ -90,9 +90,9 @@ PY
 fi
 grep -q "does not compile" "$out/carol/results.json" || fail "carol's feedback lacks 'does not compile'"
 grep -q "error:" "$out/carol/results.json" || fail "carol's feedback lacks the compiler's error"
-grep -q "skipped: requires the lab compiles" "$out/carol/results.json" || fail "carol: dependents not skipped"
+grep -q "not run: needs the lab to compile" "$out/carol/results.json" || fail "carol: dependents not reported as not run"
 grep -q "daemonized" "$out/dave/results.json" || fail "dave's feedback lacks the daemon note"
-grep -q "skipped: requires the server starts" "$out/dave/results.json" || fail "dave: dependents not skipped"
+grep -q "not run: needs IterativeStart.ReadyLine" "$out/dave/results.json" || fail "dave: dependents not reported as not run"
 grep -q "no $one/server.cpp (no .cpp file in $one/) in the submission" "$out/erin/results.json" || fail "erin's feedback"
 [ "$(grep -c '<testsuite ' "$out/junit.xml")" = 14 ] || fail "junit.xml: expected 7 x 2 testsuites"
 grep -q '<testsuite name="bob/02-fork"' "$out/junit.xml" || fail "junit.xml: suites named STUDENT/LAB"
