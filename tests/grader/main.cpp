@@ -31,6 +31,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -42,6 +43,7 @@
 #include "grader/results.hpp"
 #include "grader/rubric.hpp"
 #include "grader/sandbox.hpp"
+#include "harness/diagnosis.hpp"
 #include "harness/server_process.hpp"
 #include "harness/server_test.hpp"
 
@@ -157,6 +159,27 @@ Settings parse_settings(int argc, char** argv) {
 // ---- one test, in a process of its own ---------------------------------------------
 
 /// In the test process: records the verdict of the one test it runs.
+/**
+ * A boolean check's message without GoogleTest's framing ("Value of: expr",
+ * "Actual: false", "Expected: true"), which names the test's code rather than
+ * the server's behaviour; the explanation inside "Actual: false (...)" stays.
+ */
+std::string readable_message(const std::string& message) {
+    std::istringstream lines(message);
+    std::string out;
+    for (std::string line; std::getline(lines, line);) {
+        std::string trimmed = line.substr(std::min(line.find_first_not_of(' '), line.size()));
+        if (trimmed.rfind("Value of: ", 0) == 0 || trimmed == "Expected: true" || trimmed == "Expected: false" ||
+            trimmed == "Actual: false" || trimmed == "Actual: true")
+            continue;
+        for (const char* actual : {"Actual: false (", "Actual: true ("})
+            if (trimmed.rfind(actual, 0) == 0 && trimmed.back() == ')')
+                trimmed = trimmed.substr(std::strlen(actual), trimmed.size() - std::strlen(actual) - 1), line = trimmed;
+        out += (out.empty() ? "" : "\n") + line;
+    }
+    return out;
+}
+
 class VerdictRecorder : public ::testing::EmptyTestEventListener {
 public:
     char status = 0;  // 'P' passed, 'F' failed, 'S' skipped; 0: the test never ran
@@ -165,7 +188,7 @@ public:
     void OnTestPartResult(const ::testing::TestPartResult& part) override {
         if (part.message() == nullptr || *part.message() == '\0') return;
         if (!messages.empty()) messages += "\n";
-        messages += part.message();
+        messages += readable_message(part.message());
     }
     void OnTestEnd(const ::testing::TestInfo& info) override {
         const ::testing::TestResult* result = info.result();
@@ -185,8 +208,9 @@ public:
 class StopAtFirstFailure : public ::testing::EmptyTestEventListener {
 public:
     void OnTestPartResult(const ::testing::TestPartResult& part) override {
-        if (part.failed() && std::this_thread::get_id() == main_thread_)
-            throw ::testing::AssertionException(part);
+        if (!part.failed() || std::this_thread::get_id() != main_thread_) return;
+        muxlab::test::note_server_state();  // while the test's clients are still connected
+        throw ::testing::AssertionException(part);
     }
 
 private:

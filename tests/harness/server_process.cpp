@@ -27,7 +27,6 @@ SpawnOptions sandboxed(const LaunchOptions& options) {
     return spawn;
 }
 
-/// Pids of the ServerProcess objects alive in this process.
 std::vector<pid_t>& live_servers() {
     static std::vector<pid_t> pids;
     return pids;
@@ -38,6 +37,8 @@ bool is_live_server(pid_t pid) {
 }
 
 }  // namespace
+
+std::vector<pid_t> running_servers() { return live_servers(); }
 
 std::string escape_controls(const std::string& text) {
     std::string out;

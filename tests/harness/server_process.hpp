@@ -29,6 +29,9 @@ struct LaunchOptions {
     std::vector<std::string> ready_prefixes = {"listening on"};  ///< ready lines to wait for, in order
 };
 
+/// Pids of the ServerProcess objects alive in this (test) process, oldest first.
+std::vector<pid_t> running_servers();
+
 /**
  * @brief A running server process: a ChildProcess started with `-p 0` under
  *        the sandbox (sandbox.hpp), whose ready line(s) tell where it listens.
