@@ -153,19 +153,29 @@ grader: $(GRADER)
 deps:
 	@tools/install-deps
 
-# Grade the labs (or one binary). Labs that do not compile are graded as failing.
+# Grade the labs (or one binary). The labs build in parallel, each into its
+# own log; a lab that does not compile is graded as failing, with the
+# compiler's message (never from an older binary left from a build that worked).
 LAB    ?=
 SERVER ?=
 GRADE_FLAGS ?=
 GRADE_LABS = $(if $(LAB),$(filter $(BUILD)/labs/$(LAB)%,$(LAB_BIN)),$(LAB_BIN))
 grade: deps
-	@$(MAKE) --no-print-directory grader
-	@$(if $(SERVER),true,$(MAKE) --no-print-directory -k $(GRADE_LABS) || true)
-	@$(GRADER) --labs-dir $(BUILD)/labs $(if $(LAB),--lab $(LAB)) \
-	    $(if $(SERVER),--server $(SERVER)) $(GRADE_FLAGS)
+	@$(MAKE) --no-print-directory -j$(NPROC) grader $(COMMON_LIB)
+ifeq ($(SERVER),)
+	@printf '%s\n' $(GRADE_LABS) | xargs -P $(NPROC) -I{} sh -c \
+	    '$(MAKE) --no-print-directory {} > {}.log 2>&1 || { rm -f {}; cat {}.log >&2; }'
+	@not_built=""; for program in $(GRADE_LABS); do \
+	    [ -x "$$program" ] || not_built="$$not_built --not-built $$(basename $$(dirname $$program))=$$program.log"; \
+	done; \
+	$(GRADER) --labs-dir $(BUILD)/labs $(if $(LAB),--lab $(LAB)) $$not_built $(GRADE_FLAGS)
+else
+	@$(GRADER) $(if $(LAB),--lab $(LAB)) --server $(SERVER) $(GRADE_FLAGS)
+endif
 
 # The self-test: unit tests, then every check in tools/selftest, in parallel.
 test check: deps
+	@[ -x tools/selftest ] || { echo "make test is the kit's self-test; a course repository has none: run make check-setup and make grade"; exit 2; }
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@tools/selftest --build $(BUILD) --jobs $$(( $(NPROC) * 2 ))  # most checks wait on deadlines, not the CPU
 

@@ -23,6 +23,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -485,7 +486,9 @@ LabOutcome grade_lab(const Settings& settings, const RubricLab& lab, const std::
         }
         outcome.max_points = item.points;
         outcome.points = outcome.status == TestOutcome::Status::kPassed ? item.points : 0;
-        if (outcome.status == TestOutcome::Status::kPassed) passed.insert(item.test);
+        // A test this machine cannot check (skipped) blocks nothing: its dependents run, and skip too.
+        if (outcome.status == TestOutcome::Status::kPassed || outcome.status == TestOutcome::Status::kSkipped)
+            passed.insert(item.test);
         bool counts_as_failure = outcome.status == TestOutcome::Status::kFailed ||
                                  (outcome.status == TestOutcome::Status::kNotRun && missing.empty());
         if (counts_as_failure && first_failure.empty()) first_failure = item.test;
@@ -524,6 +527,13 @@ void write_file(const std::string& path, Writer writer) {
 int main(int argc, char** argv) {
     using namespace muxlab::grader;
     Settings settings = parse_settings(argc, argv);
+    // Thousands of clients (lab 05) need more descriptors than a login
+    // shell's usual soft limit of 1024: take what the hard limit allows.
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
     Rubric rubric;
     std::string error;
     if (!rubric.parse(kRubricText, &error)) {
