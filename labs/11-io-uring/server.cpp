@@ -157,7 +157,7 @@ bool wants_input(const Client& client) {
 
 /// Sends what is pending.
 void flush(Server& server, Client& client) {
-    // TODO 4: One send in flight
+    // TODO 2: One send in flight
     // The kernel reads a send's bytes until its completion arrives, and may take only
     // part of them (a short send). What must stay put meanwhile? What would a second
     // send on the same socket do to the order of the bytes? Where do new echoes wait?
@@ -201,7 +201,7 @@ void forget_if_done(Server& server, int fd) {
 }
 
 void on_receive(Server& server, Client& client, const io_uring_cqe* cqe) {
-    // TODO 2: When is a multishot request over?
+    // TODO 4: When is a multishot request over?
     // One recv request delivers chunk after chunk, one accept request connection after
     // connection, until the kernel ends it. Which completion is a request's last, and
     // what does the server do then? Think of an empty buffer ring, a full completion

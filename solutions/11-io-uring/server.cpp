@@ -178,7 +178,7 @@ bool wants_input(const Client& client) {
 
 /// Sends what is pending.
 void flush(Server& server, Client& client) {
-    //@hole 4 One send in flight
+    //@hole 2 One send in flight
     //@ The kernel reads a send's bytes until its completion arrives, and may take only
     //@ part of them (a short send). What must stay put meanwhile? What would a second
     //@ send on the same socket do to the order of the bytes? Where do new echoes wait?
@@ -241,7 +241,7 @@ void forget_if_done(Server& server, int fd) {
 }
 
 void on_receive(Server& server, Client& client, const io_uring_cqe* cqe) {
-    //@hole 2 When is a multishot request over?
+    //@hole 4 When is a multishot request over?
     //@ One recv request delivers chunk after chunk, one accept request connection after
     //@ connection, until the kernel ends it. Which completion is a request's last, and
     //@ what does the server do then? Think of an empty buffer ring, a full completion
@@ -272,7 +272,7 @@ void on_send(Server& server, Client& client, const io_uring_cqe* cqe) {
         close_client(server, client);
         return;
     }
-    //@hole 4
+    //@hole 2
     //@stub client.sending.clear();
     client.sending.erase(0, static_cast<std::size_t>(cqe->res));
     if (!client.sending.empty()) {
@@ -289,7 +289,7 @@ void on_send(Server& server, Client& client, const io_uring_cqe* cqe) {
 }
 
 void on_accept(Server& server, const io_uring_cqe* cqe) {
-    //@hole 2
+    //@hole 4
     if (!(cqe->flags & IORING_CQE_F_MORE)) {
         // The multishot accept is over: after an error, or when the completion
         // queue was full (then even a success ends it). Out of descriptors, the
