@@ -1,12 +1,10 @@
 /**
  * @file labs/10-chat-client/muxlab-chat.cpp
  * @brief Lab 10: a terminal client for the chat room, multiplexing the
- *        keyboard and the server with poll(). Read README.md first.
+ *        keyboard and the server with poll().
  *
- *     muxlab-chat HOST PORT
- *
- * Connecting, the terminal mode class and the output helpers are done; the
- * numbered TODOs are the lesson. Build: make labs   Grade: make grade LAB=10
+ * Your task is the TODOs in this file, in order: README.md says what each
+ * one asks. Build with `make labs`, grade with `make grade LAB=10`.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -24,12 +22,10 @@
 #include "muxlab/fd.hpp"
 #include "muxlab/net.hpp"
 
-// (A named namespace in the skeleton, so that functions your TODOs will call
-// are not "defined but not used" errors yet; the reference uses namespace {}.)
-namespace chat_client {
+namespace {
 
 constexpr const char* kPrompt = "> ";
-[[maybe_unused]] constexpr size_t kMaxTyped = 510;  ///< the server takes lines of 512 bytes, LF included
+constexpr size_t kMaxTyped = 510;  ///< the server takes lines of 512 bytes, LF included
 
 volatile sig_atomic_t stop_requested = 0;
 void request_stop(int) { stop_requested = 1; }
@@ -70,14 +66,16 @@ muxlab::Fd connect_to(const char* host, const char* port) {
 class TerminalMode {
 public:
     explicit TerminalMode(int fd) : fd_(fd) {
-        // TODO 2: save the terminal's mode (tcgetattr; it fails when stdin is
-        // not a terminal: then do nothing), then turn off ICANON (keys arrive
-        // one by one), ECHO (you draw the typed line) and ISIG (Ctrl-C arrives
-        // as byte 3) with tcsetattr. Set active_ when it worked.
-        (void)saved_;
-}
+        // TODO 4: The terminal is yours until you give it back
+        // In its normal (canonical) mode the terminal driver echoes each key and keeps the
+        // line to itself until Enter, so a server line printed meanwhile lands inside the
+        // half-typed text. Which modes (termios) must be off so that each key reaches you
+        // as it is typed, you draw the typed line yourself, and Ctrl-C arrives as a byte?
+        // The user's shell needs its terminal back as it was, however the client ends:
+        // what must you keep, where do you put it back, and which ways out would skip that?
+        // And when stdin is not a terminal (a pipe, a script)?
+    }
     ~TerminalMode() {
-        if (active_) tcsetattr(fd_, TCSANOW, &saved_);
     }
     TerminalMode(const TerminalMode&) = delete;
     TerminalMode& operator=(const TerminalMode&) = delete;
@@ -128,24 +126,25 @@ private:
 
     muxlab::Fd server_;
     bool interactive_;
-    [[maybe_unused]] sigset_t wait_mask_;         ///< the signal mask during ppoll(): SIGTERM and SIGHUP allowed
+    sigset_t wait_mask_;         ///< the signal mask during ppoll(): SIGTERM and SIGHUP allowed
     std::string typed_;          ///< the line being typed (interactive) or read (piped)
     std::string from_server_;    ///< an unfinished line from the server
     std::string to_server_;      ///< lines not yet taken by the socket
     bool keyboard_open_ = true;
-    [[maybe_unused]] bool quitting_ = false;      ///< /quit sent: keep showing what the server says until it closes
+    bool quitting_ = false;      ///< /quit sent: keep showing what the server says until it closes
     bool server_open_ = true;
 };
 
 int ChatClient::run() {
     muxlab::set_nonblocking(server_.get());
     redraw_prompt();
-    // TODO 1: the loop. Wait in ppoll() (with wait_mask_) on stdin (unless
-    // the keyboard is closed or you are quitting) and on the server socket
-    // (POLLIN, and POLLOUT while to_server_ holds data); then call
-    // on_server(), flush_to_server() and on_keyboard() for what is ready.
-    // Stop when the server has closed (server_open_) or a signal asked to.
-    // TODO 5: then clear the prompt row and say the connection is closed.
+    // TODO 1: Wait for the keyboard and the server at once
+    // The user types and the server talks, in any order. A blocking read of either one
+    // hides the other. How does one call wait for both, and for which events on each?
+    // When is stdin no longer worth watching, and when do you ask for room to send?
+    // SIGTERM and SIGHUP only set a flag: what keeps one from arriving just after you
+    // tested the flag and just before you went to sleep (wait_mask_ is the mask to
+    // sleep with)? When does the loop end, and what is left to say on the screen then?
     return 0;
 }
 
@@ -168,12 +167,13 @@ void ChatClient::on_keyboard() {
 }
 
 void ChatClient::on_typed_bytes(std::string_view bytes) {
-    // TODO 4: the keys. Enter sends typed_ (send_line) and keeps the line on
-    // screen; Backspace (0x7f) removes the last character (a whole UTF-8
-    // sequence); Ctrl-U erases; Ctrl-C, or Ctrl-D on an empty line, sends
-    // /quit and sets quitting_; other bytes from 0x20 up are typed. When not
-    // interactive_ (stdin is a pipe), just collect bytes into lines.
-    (void)bytes;
+    // TODO 3: The line being typed is yours to edit
+    // With line editing off, every key arrives here as bytes, Enter and Backspace
+    // included, and nothing appears on the screen unless you draw it. What must each
+    // key do to typed_ and to what the server receives? Which bytes end the line, and
+    // what do Backspace (0x7f) and a multi-byte UTF-8 character mean for typed_?
+    // Ctrl-C and Ctrl-D are bytes too (3 and 4): how does the user quit politely?
+    // And when stdin is a pipe (not interactive_), what is a line?
     redraw_prompt();
 }
 
@@ -199,20 +199,17 @@ void ChatClient::flush_to_server() {
 }
 
 void ChatClient::on_server() {
-    // TODO 3: read what the server sent (0: it closed; set server_open_ to
-    // false). Split it into lines, keeping an unfinished line in from_server_;
-    // clean each with printable(). Then, when interactive_: erase the prompt
-    // row ("\r\x1b[K"), show the lines, and redraw the prompt and the typed
-    // text below them, so the user's half-typed line is never garbled.
-    server_open_ = false;
+    // TODO 2: Show the server's lines without garbling the typed one
+    // One read may bring half a line, or several lines: where does an unfinished one
+    // wait? A server (broken or hostile) can send escape sequences: what reaches the
+    // screen? The user may be half-way through a line, drawn after the prompt on the
+    // last row: how does each server line get a row of its own, with the typed text
+    // drawn again below it? And what does a read of 0 say?
+    char buffer[512];
+    if (read(server_.get(), buffer, sizeof buffer) <= 0) server_open_ = false;
 }
 
-}  // namespace chat_client
-
-using chat_client::ChatClient;
-using chat_client::TerminalMode;
-using chat_client::connect_to;
-using chat_client::request_stop;
+}  // namespace
 
 int main(int argc, char** argv) {
     if (argc == 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {

@@ -1,6 +1,6 @@
 /**
  * @file solutions/10-chat-client/muxlab-chat.cpp
- * @brief Lab 10: a terminal client for the chat room, multiplexing the
+ * @brief Stage 10: a terminal client for the chat room, multiplexing the
  *        keyboard and the server with poll().
  *
  *     muxlab-chat HOST PORT
@@ -81,6 +81,14 @@ muxlab::Fd connect_to(const char* host, const char* port) {
 class TerminalMode {
 public:
     explicit TerminalMode(int fd) : fd_(fd) {
+        //@hole 4 The terminal is yours until you give it back
+        //@ In its normal (canonical) mode the terminal driver echoes each key and keeps the
+        //@ line to itself until Enter, so a server line printed meanwhile lands inside the
+        //@ half-typed text. Which modes (termios) must be off so that each key reaches you
+        //@ as it is typed, you draw the typed line yourself, and Ctrl-C arrives as a byte?
+        //@ The user's shell needs its terminal back as it was, however the client ends:
+        //@ what must you keep, where do you put it back, and which ways out would skip that?
+        //@ And when stdin is not a terminal (a pipe, a script)?
         if (tcgetattr(fd_, &saved_) != 0) return;  // not a terminal
         termios raw = saved_;
         // ICANON off: read() returns each key, not whole lines.
@@ -90,9 +98,12 @@ public:
         raw.c_cc[VMIN] = 1;
         raw.c_cc[VTIME] = 0;
         active_ = tcsetattr(fd_, TCSANOW, &raw) == 0;
+        //@end
     }
     ~TerminalMode() {
+        //@hole 4
         if (active_) tcsetattr(fd_, TCSANOW, &saved_);
+        //@end
     }
     TerminalMode(const TerminalMode&) = delete;
     TerminalMode& operator=(const TerminalMode&) = delete;
@@ -155,6 +166,13 @@ private:
 int ChatClient::run() {
     muxlab::set_nonblocking(server_.get());
     redraw_prompt();
+    //@hole 1 Wait for the keyboard and the server at once
+    //@ The user types and the server talks, in any order. A blocking read of either one
+    //@ hides the other. How does one call wait for both, and for which events on each?
+    //@ When is stdin no longer worth watching, and when do you ask for room to send?
+    //@ SIGTERM and SIGHUP only set a flag: what keeps one from arriving just after you
+    //@ tested the flag and just before you went to sleep (wait_mask_ is the mask to
+    //@ sleep with)? When does the loop end, and what is left to say on the screen then?
     while (server_open_ && !stop_requested) {
         // Wait for whichever comes first: a key, a server line, room in the
         // socket for what we still have to send.
@@ -177,6 +195,7 @@ int ChatClient::run() {
     }
     if (interactive_) show("\r\x1b[K");
     show(stop_requested ? "-!- stopped\n" : "-!- connection closed by the server\n");
+    //@end
     return 0;
 }
 
@@ -199,6 +218,13 @@ void ChatClient::on_keyboard() {
 }
 
 void ChatClient::on_typed_bytes(std::string_view bytes) {
+    //@hole 3 The line being typed is yours to edit
+    //@ With line editing off, every key arrives here as bytes, Enter and Backspace
+    //@ included, and nothing appears on the screen unless you draw it. What must each
+    //@ key do to typed_ and to what the server receives? Which bytes end the line, and
+    //@ what do Backspace (0x7f) and a multi-byte UTF-8 character mean for typed_?
+    //@ Ctrl-C and Ctrl-D are bytes too (3 and 4): how does the user quit politely?
+    //@ And when stdin is a pipe (not interactive_), what is a line?
     for (char c : bytes) {
         if (c == '\n' || c == '\r') {
             if (interactive_) show("\r\x1b[K" + std::string(kPrompt) + typed_ + "\n");
@@ -221,6 +247,7 @@ void ChatClient::on_typed_bytes(std::string_view bytes) {
             typed_ += c;  // other control keys (arrows send ESC sequences) are ignored
         }
     }
+    //@end
     redraw_prompt();
 }
 
@@ -246,6 +273,14 @@ void ChatClient::flush_to_server() {
 }
 
 void ChatClient::on_server() {
+    //@hole 2 Show the server's lines without garbling the typed one
+    //@ One read may bring half a line, or several lines: where does an unfinished one
+    //@ wait? A server (broken or hostile) can send escape sequences: what reaches the
+    //@ screen? The user may be half-way through a line, drawn after the prompt on the
+    //@ last row: how does each server line get a row of its own, with the typed text
+    //@ drawn again below it? And what does a read of 0 say?
+    //@stub char buffer[512];
+    //@stub if (read(server_.get(), buffer, sizeof buffer) <= 0) server_open_ = false;
     char buffer[16 * 1024];
     ssize_t n = read(server_.get(), buffer, sizeof buffer);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
@@ -273,6 +308,7 @@ void ChatClient::on_server() {
     if (interactive_) show("\r\x1b[K");
     show(lines);
     redraw_prompt();
+    //@end
 }
 
 }  // namespace

@@ -99,6 +99,17 @@ public:
         if (fd_ >= 0) ::close(fd_);
         fd_ = -1;
     }
+    /// Bytes sent to the client that still wait unread in its socket (from
+    /// /proc/net/tcp), or -1 when that cannot be seen.
+    long unread_by_client() const {
+        sockaddr_in peer{};
+        socklen_t length = sizeof peer;
+        if (fd_ < 0 || getpeername(fd_, reinterpret_cast<sockaddr*>(&peer), &length) != 0) return -1;
+        for (const proc::TcpSocket& socket : proc::tcp_sockets(getpid()))
+            if (socket.state != proc::kTcpListen && socket.local_port == ntohs(peer.sin_port))
+                return static_cast<long>(socket.rx_queue);
+        return -1;
+    }
 
 private:
     int fd_ = -1;
@@ -170,15 +181,23 @@ bool have_tmux() {
     return status == 0;
 }
 
+/// The row the terminal shows once the client has exited: its status, and
+/// the three modes a chat client turns off as `stty` then finds them
+/// ("-echo" while echo is still off).
+constexpr const char* kExitRow = "[the client exited with status ";
+
 /// One tmux server (its own socket), one 80x24 window running the client.
 class Terminal {
 public:
     explicit Terminal(const std::string& command) {
         static int counter = 0;
         socket_ = "muxlab-test-" + std::to_string(getpid()) + "-" + std::to_string(++counter);
-        // remain-on-exit keeps the pane (and the client's exit status) after it ends.
-        run(tmux() + " -f /dev/null new-session -d -x 80 -y 24 " + shell_quote(command) +
-            " \\; set-option -g remain-on-exit on 2>&1");
+        // When the client has exited, the shell prints kExitRow and stays: a
+        // row written just before a pane dies can be lost, this one cannot.
+        std::string then = std::string("status=$?; printf '%s%s; terminal: %s]\\n' '") + kExitRow +
+                           "' \"$status\" \"$(stty -a | tr ' ;' '\\n\\n' | grep -x -E '[-]?(icanon|echo|isig)' | "
+                           "tr '\\n' ' ')\"; exec sleep 86400";
+        run(tmux() + " -f /dev/null new-session -d -x 80 -y 24 " + shell_quote(command + "; " + then) + " 2>&1");
     }
     ~Terminal() { run(tmux() + " kill-server 2>/dev/null"); }
     Terminal(const Terminal&) = delete;
@@ -205,9 +224,18 @@ public:
     int cursor_row() { return std::atoi(run(tmux() + " display-message -p '#{cursor_y}'").c_str()); }
     /// The client's exit status once it has ended, else -1.
     int exit_status() {
-        std::string dead = run(tmux() + " display-message -p '#{pane_dead} #{pane_dead_status}'");
-        if (dead.rfind("1 ", 0) != 0) return -1;
-        return std::atoi(dead.c_str() + 2);
+        std::string row = exit_row();
+        return row.empty() ? -1 : std::atoi(row.c_str() + std::strlen(kExitRow));
+    }
+    /// Once the client has ended: the terminal modes it left turned off
+    /// ("-icanon -echo"), or "" when it left them all on.
+    std::string modes_left_off() {
+        std::string row = exit_row(), off;
+        size_t at = row.find("terminal: ");
+        std::string modes = at == std::string::npos ? "" : row.substr(at + 10);
+        for (const char* mode : {"-icanon", "-echo", "-isig"})
+            if ((" " + modes).find(std::string(" ") + mode + " ") != std::string::npos) off += std::string(" ") + mode;
+        return off.empty() ? off : off.substr(1);
     }
     /// The screen as text for failure messages.
     std::string show() {
@@ -215,6 +243,12 @@ public:
         for (const std::string& row : screen())
             if (!row.empty()) text += "\n    |" + row;
         return text.empty() ? "\n    (the screen is empty)" : text;
+    }
+    /// The row the shell prints after the client has exited, or "".
+    std::string exit_row() {
+        for (const std::string& row : screen())
+            if (size_t at = row.find(kExitRow); at != std::string::npos) return row.substr(at);
+        return "";
     }
     /// Waits until some row of the screen equals @p row.
     bool shows_row(const std::string& row) {
@@ -242,9 +276,23 @@ protected:
         // The greeting, and proof that the client and its terminal are up
         // (output written before tmux is ready to draw it can be lost).
         ASSERT_TRUE(connection_.send(std::string(kWelcome) + "\n"));
-        ASSERT_TRUE(terminal_->shows_row(kWelcome))
-            << "the server sent its welcome line; the client's screen shows:" << terminal_->show()
-            << "\n  hint: wait in poll() on the socket AND stdin; print each line the server sends at once";
+        if (terminal_->shows_row(kWelcome)) return;
+        int status = terminal_->exit_status();
+        if (status >= 0)
+            FAIL() << "the server sent its welcome line, and the client exited (status " << status
+                   << ") without showing it; the screen shows:" << terminal_->show()
+                   << "\n  hint: the client runs until the server closes: loop, waiting in poll() on the "
+                      "socket AND stdin, and print each line the server sends";
+        long unread = connection_.unread_by_client();
+        if (unread > 0)
+            FAIL() << "the server sent its welcome line; the client is running, but the line's " << unread
+                   << " bytes wait unread in its socket (/proc/net/tcp), and its screen shows:" << terminal_->show()
+                   << "\n  hint: the client is not reading the socket: wait in poll() on the socket AND stdin "
+                      "(a blocking read of the keyboard hides the server)";
+        FAIL() << "the server sent its welcome line; the client is running and has read it from the "
+                  "socket, but its screen shows:" << terminal_->show()
+               << "\n  hint: print each complete line the server sends, as soon as it arrives (keep an "
+                  "unfinished line until its LF comes)";
     }
     Terminal& terminal() { return *terminal_; }
     Connection& connection() { return connection_; }
@@ -323,6 +371,26 @@ TEST_F(ChatClient, ServerCloseEndsClient) {
     EXPECT_EQ(terminal().exit_status(), 0) << "the client exited with status " << terminal().exit_status();
     EXPECT_TRUE(terminal().shows_row("ERROR :bye")) << "the server's last line is not on the screen:"
                                                     << terminal().show();
+}
+
+// The terminal is the user's, lent to the client: every mode it turned off comes back on exit.
+TEST_F(ChatClient, RestoresTerminalOnExit) {
+    terminal().type("half typed");  // keys in flight: the client's terminal mode is in use
+    ASSERT_TRUE(connection().send("ERROR :bye\n"));
+    connection().close();
+    ASSERT_TRUE(eventually(answer_limit(), [&] { return terminal().exit_status() >= 0; }))
+        << "the server closed the connection but the client is still running:" << terminal().show()
+        << "\n  hint: read() returning 0 on the socket means the server is gone: say so and exit";
+    ASSERT_NE(terminal().exit_row().find("icanon"), std::string::npos)
+        << "stty could not read the terminal's mode after the client exited:" << terminal().show();
+    std::string off = terminal().modes_left_off();
+    EXPECT_EQ(off, "") << "the server closed the connection and the client exited, leaving the terminal "
+                       << "with " << off << " (stty): the user's shell now gets no echo or no line editing. "
+                       << "The screen shows:" << terminal().show()
+                       << "\n  hint: save the mode with tcgetattr() before changing it, and put it back with "
+                          "tcsetattr() on every way out: in the destructor of an object that owns the mode, and "
+                          "return from main() rather than call exit(), which skips the destructors of main's "
+                          "objects";
 }
 
 TEST_F(ChatClient, ControlBytesFromServerFiltered) {
