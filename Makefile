@@ -87,13 +87,14 @@ FIXTURE_BIN      := $(FIXTURE_PATCHES:%.patch=$(BUILD)/%) $(FIXTURE_PARTIALS:%.p
 # A copy of the stage's reference folder, patched (a patch may touch any of its files).
 $(BUILD)/tests/fixtures/%.src/server.cpp: tests/fixtures/%.patch $$(wildcard solutions/$$(*D)/*)
 	@rm -rf $(@D) && mkdir -p $(@D) && cp solutions/$(*D)/* $(@D)/
-	sed -E 's#^(---|\+\+\+) ([ab]/)?solutions/[^/]+/#\1 #' $< | patch --quiet --force -d $(@D) -p0
+	sed -E 's#^(---|\+\+\+) ([ab]/)?solutions/[^/]+/#\1 #' $< | patch --quiet --force -d $(@D) -p0 \
+	    || { rm -rf $(@D); echo "$<: the patch no longer applies to solutions/$(*D)" >&2; exit 1; }
 # The same folder as a student would have it with some TODOs done.
 $(BUILD)/tests/fixtures/%.src/server.cpp: tests/fixtures/%.partial $(SKELETON) $$(wildcard solutions/$$(*D)/*)
 	@rm -rf $(@D) && mkdir -p $(@D)
 	@fill=$$(sed -n 's/^fill: *//p' $<); \
 	for file in solutions/$(*D)/*; do \
-	    $(SKELETON) --fill "$$fill" $$file -o $(@D)/$$(basename $$file) || exit 1; \
+	    $(SKELETON) --fill "$$fill" $$file -o $(@D)/$$(basename $$file) || { rm -rf $(@D); exit 1; }; \
 	done
 $(BUILD)/tests/fixtures/%.o: $(BUILD)/tests/fixtures/%.src/server.cpp
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(LAB_WARNINGS) -c $< -o $@
@@ -164,7 +165,7 @@ grade: deps
 	@$(MAKE) --no-print-directory -j$(NPROC) grader $(COMMON_LIB)
 ifeq ($(SERVER),)
 	@printf '%s\n' $(GRADE_LABS) | xargs -P $(NPROC) -I{} sh -c \
-	    '$(MAKE) --no-print-directory {} > {}.log 2>&1 || { rm -f {}; cat {}.log >&2; }'
+	    'mkdir -p $$(dirname {}) && { $(MAKE) --no-print-directory {} > {}.log 2>&1 || { rm -f {}; cat {}.log >&2; }; }'
 	@not_built=""; for program in $(GRADE_LABS); do \
 	    [ -x "$$program" ] || not_built="$$not_built --not-built $$(basename $$(dirname $$program))=$$program.log"; \
 	done; \
