@@ -8,6 +8,8 @@
 
 #include <vector>
 
+#include "harness/event_loop.hpp"
+
 namespace muxlab::test::battery {
 namespace {
 
@@ -136,36 +138,73 @@ void megabyte_burst(const Endpoint& server) {
            "(write() may take fewer bytes than asked) and keep reading until the data ends";
 }
 
-void survives_reset(ServerProcess& server) {
-    {
-        ConnectOptions small_buffer;
-        small_buffer.receive_buffer = 4096;  // fills fast, so the server ends up blocked writing to us
-        Client rude = Client::connect(server.endpoint(), "rude", small_buffer);
-        std::string junk = binary_payload(1 << 16, 3);
-        Deadline limit(answer_limit());
-        for (size_t total = 0; total < (16u << 20) && !limit.expired();) {
-            size_t sent = rude.send_some(junk);
-            total += sent;
-            if (sent < junk.size()) {
-                pollfd p{rude.fd(), POLLOUT, 0};
-                if (poll(&p, 1, static_cast<int>(quiet_window().count())) == 0) break;  // server stopped reading
-            }
+namespace {
+
+/// A client sends until the server stops reading from it (blocked writing
+/// the echo, or holding as much as it will queue), then aborts with RST. The
+/// server's next write fails with ECONNRESET, which raises no signal.
+void abort_while_server_writes(ServerProcess& server) {
+    ConnectOptions small_buffer;
+    small_buffer.receive_buffer = 4096;  // fills fast, so the server ends up blocked writing to us
+    Client rude = Client::connect(server.endpoint(), "rude", small_buffer);
+    std::string junk = binary_payload(1 << 16, 3);
+    Deadline limit(answer_limit());
+    for (size_t total = 0; total < (16u << 20) && !limit.expired();) {
+        size_t sent = rude.send_some(junk);
+        total += sent;
+        if (sent < junk.size()) {
+            pollfd p{rude.fd(), POLLOUT, 0};
+            if (poll(&p, 1, static_cast<int>(quiet_window().count())) == 0) break;  // server stopped reading
         }
-        rude.reset();  // RST while the server still has our bytes to echo
     }
-    Client polite = Client::connect(server.endpoint(), "polite");
-    ASSERT_TRUE(polite.send("still there?\n"));
-    bool answered = polite.expect("still there?\n");
-    auto exit = server.wait_exit(Millis(0));
-    ASSERT_FALSE(exit.has_value())
-        << "a client sent data and then aborted with RST (SO_LINGER 0), and the server "
-        << exit->describe()
-        << ".\n  hint: writing to a reset connection raises SIGPIPE, which kills the process: use "
-           "send(..., MSG_NOSIGNAL) or ignore SIGPIPE, and treat EPIPE/ECONNRESET as the end of "
-           "that one client"
-        << server.stderr_tail();
-    EXPECT_TRUE(answered) << "after one client aborted with RST, the next client was not served"
-                          << server.stderr_tail();
+    rude.reset();
+}
+
+/// A client sends a line, shuts down its sending side and aborts with RST,
+/// all while the server is stopped: when it resumes, the connection is in
+/// CLOSE_WAIT with the RST already in, and the server's first write of the
+/// echo fails with EPIPE, which raises SIGPIPE. (Left to timing, the server
+/// would usually echo before the RST came, and only a second write would
+/// fail that way.)
+::testing::AssertionResult abort_after_half_close(ServerProcess& server) {
+    Client rude = Client::connect(server.endpoint(), "rude");
+    if (!rude.send("first line\n") || !rude.expect("first line\n"))
+        return ::testing::AssertionFailure() << "the client that was to abort was not served";
+    Frozen frozen(server);
+    if (!frozen.stopped()) return ::testing::AssertionSuccess();  // cannot force the order: nothing to check
+    rude.send("second line\n");
+    rude.shutdown_write();
+    rude.reset();
+    return ::testing::AssertionSuccess();
+}
+
+}  // namespace
+
+void survives_reset(ServerProcess& server) {
+    for (bool half_close_first : {false, true}) {
+        if (half_close_first)
+            ASSERT_TRUE(abort_after_half_close(server));
+        else
+            abort_while_server_writes(server);
+        const char* what = half_close_first
+                               ? "a client sent a line, shut down its sending side and aborted with RST "
+                                 "(SO_LINGER 0) before the server echoed it, and the server "
+                               : "a client sent data and then aborted with RST (SO_LINGER 0) while the "
+                                 "server was writing to it, and the server ";
+        Client polite = Client::connect(server.endpoint(), "polite");
+        ASSERT_TRUE(polite.send("still there?\n"));
+        bool answered = polite.expect("still there?\n");
+        auto exit = server.wait_exit(Millis(0));
+        ASSERT_FALSE(exit.has_value())
+            << what << exit->describe()
+            << ".\n  hint: a write to a connection the peer has reset fails with ECONNRESET or, once the "
+               "peer had shut down its sending side, with EPIPE, which also raises SIGPIPE and kills the "
+               "process: use send(..., MSG_NOSIGNAL) or ignore SIGPIPE, and treat EPIPE/ECONNRESET as "
+               "the end of that one client"
+            << server.stderr_tail();
+        ASSERT_TRUE(answered) << "after one client aborted with RST, the next client was not served"
+                              << server.stderr_tail();
+    }
 }
 
 void short_sessions_no_fd_growth(ServerProcess& server, int sessions) {

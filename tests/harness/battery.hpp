@@ -40,8 +40,10 @@ void pipelined_lines(const Endpoint& server);
 /// 1 MiB sent in one write (the client reading as it goes) comes back exactly.
 void megabyte_burst(const Endpoint& server);
 /**
- * A client sends until the server stops reading, then aborts with RST; the
- * server must survive (no SIGPIPE death, no crash) and serve the next client.
+ * A client sends until the server is blocked writing its echo, then aborts
+ * with RST; then another does the same after shutting down its sending side
+ * (so the server's write fails with EPIPE and raises SIGPIPE). The server
+ * must survive both and serve the next client.
  */
 void survives_reset(ServerProcess& server);
 /// 200 short sessions in a row; the server's fd count returns to its baseline.
