@@ -163,7 +163,34 @@ TEST_F(Poll, EchoesLine) {
 TEST_F(Poll, EchoesBinary) { battery::echoes_binary(endpoint()); }
 TEST_F(Poll, PipelinedLines) { battery::pipelined_lines(endpoint()); }
 TEST_F(Poll, MegabyteBurst) { battery::megabyte_burst(endpoint()); }
-TEST_F(Poll, HalfClose) { battery::half_close(endpoint()); }
+// After the client's shutdown(SHUT_WR): its echo, then the server closes. A
+// client that is done leaves the array too; the message says whether the
+// server still holds its socket, and whether poll() still watches it.
+TEST_F(Poll, HalfClose) {
+    Client alice = connect("alice");
+    ASSERT_TRUE(alice.send("last words"));
+    alice.shutdown_write();
+    ASSERT_TRUE(alice.expect("last words"))
+        << "\n  hint: after the client's shutdown(SHUT_WR), echo what is left before closing" << context();
+    ::testing::AssertionResult closed = alice.expect_closed();
+    if (closed) return;
+    std::string seen, why;
+    auto sockets = proc::socket_fds(server().pid());
+    if (sockets && !sockets->connected.empty()) {
+        int fd = sockets->connected.front();
+        seen = "\n  the server still holds alice's socket (fd " + std::to_string(fd) +
+               ") after her echo and her end of input";
+        if (auto watched = poll_wait_set(server().pid(), &why))
+            if (std::find(watched->begin(), watched->end(), fd) != watched->end())
+                seen += ", and it is still in the pollfd array";
+        seen += "\n  hint: read() returned 0 and nothing is pending: serve() says the client is done, "
+                "and the loop must then take its entry out of the array (both arrays) and close its socket";
+    } else {
+        seen = "\n  hint: read() returning 0 means the client is done sending: close the socket once "
+               "its echo is sent";
+    }
+    FAIL() << closed.message() << seen << context();
+}
 TEST_F(Poll, SurvivesReset) { battery::survives_reset(server()); }
 TEST_F(Poll, ShortSessionsNoFdGrowth) { battery::short_sessions_no_fd_growth(server()); }
 
