@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <optional>
 #include <set>
 #include <string>
@@ -40,6 +41,12 @@ std::optional<unsigned long> fd_flags(ServerProcess& server, int fd) {
     for (const proc::FdEntry& entry : *entries)
         if (entry.fd == fd) return entry.flags;
     return std::nullopt;
+}
+
+/// True when SIGIO is in the blocked mask of the server's main thread (SigBlk).
+bool sigio_blocked(ServerProcess& server) {
+    auto blocked = proc::status_field(server.pid(), "SigBlk");
+    return blocked && (std::strtoull(blocked->c_str(), nullptr, 16) & (1ULL << (SIGIO - 1)));
 }
 
 /// What is missing from @p flags for a socket to raise SIGIO and be tried safely, or "".
@@ -99,6 +106,11 @@ TEST_F(Sigio, EchoesLine) {
             seen += "\n  alice's socket (fd " + std::to_string(client_fd) + ") has no " + client_missing;
         seen += "\n  hint: make_signal_driven() names this process as the owner (F_SETOWN) and turns on "
                 "O_ASYNC | O_NONBLOCK, on the listener and on every accepted socket";
+    } else if (idle && *idle == SYS_pause && sigio_blocked(server())) {
+        seen = "\n  the server sleeps in pause() with SIGIO blocked: the signal stays pending and never "
+               "wakes it" + queues +
+               "\n  hint: sleep with sigsuspend() and the mask without SIGIO: it lets the pending signal "
+               "in and sleeps in one step";
     } else if (queues.find("accept queue") != std::string::npos) {
         seen = queues;
         if (!listener_missing.empty())
