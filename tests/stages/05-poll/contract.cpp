@@ -162,7 +162,12 @@ TEST_F(Poll, EchoesLine) {
 }
 TEST_F(Poll, EchoesBinary) { battery::echoes_binary(endpoint()); }
 TEST_F(Poll, PipelinedLines) { battery::pipelined_lines(endpoint()); }
-TEST_F(Poll, MegabyteBurst) { battery::megabyte_burst(endpoint()); }
+// The echo battery speaks of writes; what they mean with a pollfd array:
+TEST_F(Poll, MegabyteBurst) {
+    SCOPED_TRACE("in this stage: the echo a send() does not take waits in pending until poll() reports "
+                 "POLLOUT, which it reports only while the client's events ask for it");
+    battery::megabyte_burst(endpoint());
+}
 // After the client's shutdown(SHUT_WR): its echo, then the server closes. A
 // client that is done leaves the array too; the message says whether the
 // server still holds its socket, and whether poll() still watches it.
@@ -198,7 +203,11 @@ TEST_F(Poll, ShortSessionsNoFdGrowth) { battery::short_sessions_no_fd_growth(ser
 
 TEST_F(Poll, PartialLineDoesNotBlockOthers) { battery::partial_line_does_not_block_others(endpoint()); }
 TEST_F(Poll, DripFeederDoesNotBlockOthers) { battery::drip_feeder_does_not_block_others(endpoint()); }
-TEST_F(Poll, StoppedReaderDoesNotBlockOthers) { battery::stopped_reader_does_not_block_others(endpoint()); }
+TEST_F(Poll, StoppedReaderDoesNotBlockOthers) {
+    SCOPED_TRACE("in this stage: the echo a send() does not take waits in pending until poll() reports "
+                 "POLLOUT, which it reports only while the client's events ask for it");
+    battery::stopped_reader_does_not_block_others(endpoint());
+}
 
 // A client that sends without ever reading must not make the server buffer
 // without limit: once its unsent echo passes a cap, the server stops reading
