@@ -1,9 +1,9 @@
 /**
  * @file labs/05-poll/server.cpp
  * @brief Lab 05: the echo server with poll(), for more than 1024 clients.
- *        Read README.md first.
  *
- * Build: make labs        Grade: make grade LAB=05
+ * Your task is the TODOs in this file, in order: README.md says what each
+ * one asks. Build with `make labs`, grade with `make grade LAB=05`.
  */
 #include <errno.h>
 #include <poll.h>
@@ -22,11 +22,16 @@
 namespace {
 
 /// Stop reading from a client while this many bytes of its echo wait unsent.
-[[maybe_unused]] constexpr std::size_t kMaxPending = 256 * 1024;
+constexpr std::size_t kMaxPending = 256 * 1024;
 /// What a client beyond --max-clients is told before it is closed.
-[[maybe_unused]] constexpr char kTooMany[] = "ERROR too many clients\n";
+constexpr char kTooMany[] = "ERROR too many clients\n";
 
-/// One connected client and the echo it has not yet taken (as in lab 04).
+/**
+ * @brief One connected client and the echo it has not yet taken.
+ *
+ * As in stage 04, sockets are non-blocking and the echo that does not fit
+ * now waits here until poll() says the socket is writable (POLLOUT).
+ */
 struct Client {
     muxlab::Fd socket;
     std::string pending;       ///< bytes read, not yet echoed back
@@ -35,16 +40,42 @@ struct Client {
 
 bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
 
-/// Reads what has arrived. @return false when the client must be closed.
+/// Whether a failed send() ends the client (EPIPE, ECONNRESET...) or only means "not now".
+bool send_failed(int error) {
+    if (would_block(error)) return false;
+    if (error != EPIPE && error != ECONNRESET) muxlab::log_errno("send");
+    return true;
+}
+
+/**
+ * @brief Echoes @p data back to @p client.
+ *
+ * Straight to the socket when no older echo waits ahead of it: the socket
+ * nearly always has room, so this is the usual case, one send() and no copy.
+ * Only what the kernel does not take is kept, to go when the socket is
+ * writable again. @return false when the client must be closed.
+ */
+bool echo(Client& client, const char* data, std::size_t size) {
+    if (client.pending.empty()) {
+        ssize_t sent = send(client.socket.get(), data, size, MSG_NOSIGNAL);
+        if (sent < 0) {
+            if (send_failed(errno)) return false;
+            sent = 0;
+        }
+        data += sent;
+        size -= static_cast<std::size_t>(sent);
+    }
+    client.pending.append(data, size);
+    return true;
+}
+
+/// Reads what has arrived and echoes it. @return false when the client must be closed.
 bool read_from(Client& client) {
     char buffer[16 * 1024];
     ssize_t received = read(client.socket.get(), buffer, sizeof buffer);
-    if (received > 0) {
-        client.pending.append(buffer, static_cast<std::size_t>(received));
-        return true;
-    }
+    if (received > 0) return echo(client, buffer, static_cast<std::size_t>(received));
     if (received == 0) {
-        client.peer_closed = true;
+        client.peer_closed = true;  // half-close: it may still want its echo
         return true;
     }
     if (would_block(errno)) return true;
@@ -60,28 +91,30 @@ bool write_to(Client& client) {
         client.pending.erase(0, static_cast<std::size_t>(sent));
         return true;
     }
-    if (would_block(errno)) return true;
-    if (errno != EPIPE && errno != ECONNRESET) muxlab::log_errno("send");
-    return false;
+    return !send_failed(errno);
 }
 
 /// Does what poll() reported for one client. @return false when it must be closed.
 bool serve(Client& client, short revents) {
-    // TODO 3: POLLERR or POLLNVAL: return false. POLLIN or POLLHUP:
-    // read_from(). POLLOUT: write_to(). Return false on a failure, and when
-    // the client has peer_closed with nothing left pending.
-    (void)client;
-    (void)revents;
+    // TODO 2: What poll() answered
+    // poll() wrote its answer into revents, as a bit mask. Which bits mean "read now",
+    // which "write now", and which mean the client is beyond help? Some of them come
+    // even though you never asked for them. When is a client finished?
     return true;
 }
 
-/// Sets which events poll() should watch for on @p client.
+/**
+ * @brief Sets which events poll() should watch for on @p client.
+ *
+ * `events` stays in the array between calls, so it is changed bit by bit:
+ * `|= FLAG` turns a bit on, `&= ~FLAG` turns it off.
+ */
 void update_events(pollfd& entry, const Client& client) {
-    // TODO 4: POLLIN only while !peer_closed and pending < kMaxPending;
-    // POLLOUT only while pending is not empty. Turn a bit on with
-    // `entry.events |= FLAG` and off with `entry.events &= ~FLAG`.
-    (void)entry;
-    (void)client;
+    // TODO 3: Ask only for what you can use
+    // `events` stays in the array from one call to the next. After serving a client,
+    // should poll() still wake you when it has bytes to read (think of a client whose
+    // echo piles up, or that has closed its side)? When it has room to write (an empty
+    // socket nearly always has)? How do you set and clear one bit of a mask?
 }
 
 /**
@@ -90,17 +123,24 @@ void update_events(pollfd& entry, const Client& client) {
  */
 bool accept_clients(int listener, std::vector<pollfd>& watched, std::vector<Client>& clients,
                     std::size_t max_clients) {
-    // TODO 2: loop on accept() until EAGAIN (EMFILE/ENFILE: log, return
-    // false). If max_clients clients are already connected, send kTooMany
-    // (MSG_NOSIGNAL | MSG_DONTWAIT) and close the new socket. Otherwise make
-    // it non-blocking and append it to BOTH arrays:
-    //     watched.push_back(pollfd{socket.get(), POLLIN, 0});
-    //     clients.push_back(Client{std::move(socket), {}, false});
-    (void)listener;
-    (void)watched;
-    (void)clients;
-    (void)max_clients;
-    return true;
+    for (;;) {
+        muxlab::Fd socket(accept(listener, nullptr, nullptr));
+        if (!socket) {
+            if (errno == EMFILE || errno == ENFILE) {
+                muxlab::log_errno("accept");  // pause accepting until a client leaves
+                return false;
+            }
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (!would_block(errno)) muxlab::log_errno("accept");
+            return true;
+        }
+        // TODO 4: A place in the array
+        // Each client costs a descriptor and memory. How many clients are there now
+        // (slot 0 is the listener), and what does the one beyond --max-clients hear before
+        // it is closed? A client you keep: what must poll() be given so that it is
+        // watched, and where does its state go so that the two stay together?
+        clients.push_back(Client{std::move(socket), {}, false});
+    }
 }
 
 }  // namespace
@@ -108,7 +148,7 @@ bool accept_clients(int listener, std::vector<pollfd>& watched, std::vector<Clie
 int main(int argc, char** argv) {
     long max_clients = 10000;
     muxlab::Options options = muxlab::parse_options(
-        argc, argv, "Lab 05: echo server, many clients in one thread with poll().",
+        argc, argv, "Stage 05: echo server, many clients in one thread with poll().",
         {{"max-clients", "refuse clients beyond this many", &max_clients, 1, 1000000}});
     muxlab::Fd listener = muxlab::listen_tcp(options, /*nonblocking=*/true);
     muxlab::announce(listener.get());
@@ -119,25 +159,28 @@ int main(int argc, char** argv) {
     std::vector<Client> clients(1);
 
     for (;;) {
-        // TODO 1: poll(watched.data(), watched.size(), -1) (retry on EINTR).
-        // If watched[0].revents has POLLIN, accept_clients(); when it returns
-        // false, clear POLLIN from watched[0].events until a client leaves.
-        //
-        // TODO 5: walk i = 1 .. watched.size() - 1. Skip entries with
-        // revents == 0. serve() the others; if it returns true,
-        // update_events() and go on. If it returns false, remove slot i:
-        // move the LAST entry of both arrays into slot i, pop_back() both
-        // (this closes the removed client's socket), set POLLIN again on
-        // watched[0], and do NOT advance i: the entry now in slot i has not
-        // been looked at yet.
-        //
-        // Remove this pause() once the loop is in place: it only keeps the
-        // untouched skeleton from spinning.
-        pause();
-        (void)serve;
-        (void)update_events;
-        (void)accept_clients;
-        (void)read_from;
-        (void)write_to;
+        // TODO 1: One call for every socket
+        // The array is already built: slot 0 watches the listener. What does poll() need
+        // to wait on all of it, and for how long when nothing is ready? Where does it say
+        // that the listener has a connection waiting?
+        pause();  // delete once poll() waits: it only keeps the skeleton from spinning
+
+        // New clients were appended with revents 0, so this walk skips them.
+        for (std::size_t i = 1; i < watched.size();) {
+            if (watched[i].revents == 0) {
+                ++i;
+                continue;
+            }
+            if (serve(clients[i], watched[i].revents)) {
+                update_events(watched[i], clients[i]);
+                ++i;
+                continue;
+            }
+            // TODO 5: Leaving from the middle
+            // Client i is done: its socket must close, and poll() must never see its fd
+            // again. How do you take slot i out of both arrays without shifting everything
+            // after it? Which entry is then in slot i, and has it been served this round?
+            ++i;
+        }
     }
 }

@@ -1,9 +1,9 @@
 /**
  * @file labs/06-sigio/server.cpp
- * @brief Lab 06: the echo server for many clients, driven by SIGIO.
- *        Read README.md first.
+ * @brief Lab 06: an echo server for many clients, driven by SIGIO.
  *
- * Build: make labs        Grade: make grade LAB=06
+ * Your task is the TODOs in this file, in order: README.md says what each
+ * one asks. Build with `make labs`, grade with `make grade LAB=06`.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,42 +22,48 @@
 
 namespace {
 
+// ---- Tuning -------------------------------------------------------------------
+
 constexpr std::size_t kChunk = 64 * 1024;  // bytes per read()
-/// Stop reading from a client while this many bytes of its echo wait unsent.
-[[maybe_unused]] constexpr std::size_t kPendingCap = 256 * 1024;
+// A client that sends faster than it reads piles up echo here. Beyond this
+// many pending bytes we stop reading from it: its data stays in the kernel,
+// TCP flow control slows the sender down, and memory stays bounded.
+constexpr std::size_t kPendingCap = 256 * 1024;
+
+// ---- Data structures ------------------------------------------------------------
 
 struct Client {
     muxlab::Fd socket;
-    std::string pending;        ///< echo the socket did not take yet
-    bool input_closed = false;  ///< read() returned 0: finish the echo, then close
+    std::string pending;        // echo the socket did not take yet
+    bool input_closed = false;  // read() returned 0: finish the echo, then close
 };
 
 struct Server {
     muxlab::Fd listener;
-    std::unordered_map<int, Client> clients;  ///< by socket descriptor
-    bool accept_paused = false;               ///< out of descriptors until a client leaves
+    std::unordered_map<int, Client> clients;  // by socket descriptor
+    bool accept_paused = false;               // out of descriptors until a client leaves
 };
 
 // ---- The signal ---------------------------------------------------------------------
 
-/// Set by the handler, read (and cleared) by main().
-[[maybe_unused]] volatile std::sig_atomic_t io_signalled = 0;
+/// Set by the SIGIO handler, read and cleared by main().
+volatile std::sig_atomic_t io_signalled = 0;
 
-[[maybe_unused]] void on_sigio(int) {
-    // TODO 1: set io_signalled to 1, and nothing else: a handler may run in
-    // the middle of any instruction of main(), so it may only touch a
-    // volatile sig_atomic_t and call async-signal-safe functions.
+void on_sigio(int) {
+    // TODO 4 (in main())
 }
 
 /// Turns on signal-driven I/O for @p fd. @return false on an error.
 bool make_signal_driven(int fd) {
-    // TODO 2: fcntl(F_SETOWN) with getpid(), so SIGIO comes to this process;
-    // then F_GETFL and F_SETFL adding O_ASYNC | O_NONBLOCK to the flags.
-    (void)fd;
+    // TODO 1: Sockets that raise a signal
+    // Two settings on a descriptor make the kernel signal readiness: which process the
+    // signal goes to, and the flag that turns it on (man 2 fcntl). A signal will not say
+    // which socket is ready, so the server will try them all: what must a try on a
+    // socket with nothing to read do, instead of putting the whole server to sleep?
     return true;
 }
 
-// ---- Moving bytes (given: the same queueing as labs 04 and 05) ---------------------
+// ---- Moving bytes ----------------------------------------------------------------
 
 /// Writes what the socket takes now. @return false when the client is gone.
 bool flush(Client& client) {
@@ -65,13 +71,16 @@ bool flush(Client& client) {
     ssize_t sent = send(client.socket.get(), client.pending.data(), client.pending.size(),
                         MSG_NOSIGNAL);
     if (sent < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    // A short count means the socket buffer is full. When the client reads
+    // and room frees up, the kernel sends another SIGIO.
     client.pending.erase(0, static_cast<std::size_t>(sent));
     return true;
 }
 
-/// Echoes @p data: straight to the socket when nothing is queued ahead of
-/// it, otherwise behind the queue. @return false when the client is gone.
-[[maybe_unused]] bool echo(Client& client, const char* data, std::size_t size) {
+/// Echoes @p data: straight to the socket when nothing is queued ahead of it,
+/// otherwise behind the queue. A non-blocking send() never waits for a slow
+/// reader: it takes what fits and the rest is queued here.
+bool echo(Client& client, const char* data, std::size_t size) {
     if (client.pending.empty()) {
         ssize_t sent = send(client.socket.get(), data, size, MSG_NOSIGNAL);
         if (sent < 0) {
@@ -87,14 +96,12 @@ bool flush(Client& client) {
 
 /// Reads what has arrived and echoes it. @return false when the client is gone.
 bool receive(Client& client) {
-    // TODO 3: read() into a kChunk buffer and echo() what came, IN A LOOP:
-    // one SIGIO may stand for many arrivals, so keep reading until read()
-    // fails with EAGAIN (drained: return true). Also stop when
-    // client.pending reaches kPendingCap (the signal that comes when the
-    // client makes room brings you back). read() == 0: set input_closed and
-    // return true. EINTR: try again. Any other error: return false.
-    (void)client;
-    (void)kChunk;
+    // TODO 2: Drain on every signal
+    // Signals of one kind merge while pending: one SIGIO may stand for many arrivals on
+    // this socket and on others, and bytes you leave behind are announced by no further
+    // signal. How much do you read each time, and how do you know the socket is empty?
+    // And a client that sends without reading its echo: when do you stop, and what
+    // brings you back?
     return true;
 }
 
@@ -107,19 +114,30 @@ bool serve_client(Client& client) {
     return !(client.input_closed && client.pending.empty());
 }
 
-/// Accepts the connections that are waiting.
+/// Accepts until EAGAIN: several connections may have come in under one signal.
 void accept_clients(Server& server) {
-    // TODO 4: loop while !server.accept_paused:
-    //   - accept4(listener, nullptr, nullptr, SOCK_CLOEXEC) into a muxlab::Fd;
-    //   - on failure: EINTR or ECONNABORTED: continue; EMFILE or ENFILE: log,
-    //     set accept_paused (serve_everyone clears it when a client leaves)
-    //     and return; EAGAIN: return (no connection left); anything else: log
-    //     and return;
-    //   - make_signal_driven() the new socket (accepted sockets do not
-    //     inherit O_ASYNC or O_NONBLOCK), move it into server.clients;
-    //   - serve_client() it at once: bytes that arrived before O_ASYNC was
-    //     set raised no signal. Erase it if that returns false.
-    (void)server;
+    while (!server.accept_paused) {
+        muxlab::Fd socket(accept4(server.listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (!socket) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE) {
+                // Out of descriptors. The connection waits in the backlog
+                // until a client leaves; trying again on every signal
+                // meanwhile would only fail again.
+                muxlab::log_errno("accept (waiting for a client to leave)");
+                server.accept_paused = true;
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                muxlab::log_errno("accept");
+            }
+            return;
+        }
+        // TODO 3: A new client, signal-driven from the start
+        // On Linux an accepted socket inherits neither O_ASYNC nor O_NONBLOCK nor the
+        // owner from the listener. What does the new socket need before it can raise a
+        // signal? The client may have sent its first bytes before that: which signal will
+        // announce them, and what do you do about it?
+        server.clients[socket.get()].socket = std::move(socket);
+    }
 }
 
 /// What one SIGIO means: something happened on some sockets. Try them all.
@@ -139,11 +157,14 @@ void serve_everyone(Server& server) {
 
 int main(int argc, char** argv) {
     muxlab::Options options = muxlab::parse_options(
-        argc, argv, "Lab 06: echo server for many clients, driven by SIGIO.");
+        argc, argv, "Stage 06: echo server for many clients, driven by SIGIO.");
 
-    // TODO 5: block SIGIO with sigprocmask(SIG_BLOCK, ...), keeping the old
-    // mask; remove SIGIO from that old mask: it is the mask to sleep with.
-    // Then install on_sigio with sigaction().
+    // TODO 4: Catch the signal, and hold it back
+    // The default action of SIGIO ends the process. What must on_sigio() do, and what
+    // may it not do, given that it can run between any two instructions of main()?
+    // A SIGIO that arrives while the server is busy serving must not be lost, nor
+    // handled between your check of the flag and your going to sleep: how do you keep
+    // it pending until you sleep, and which mask will you sleep with?
 
     Server server;
     server.listener = muxlab::listen_tcp(options);
@@ -155,11 +176,10 @@ int main(int argc, char** argv) {
 
     for (;;) {
         serve_everyone(server);
-        // TODO 6: sleep until a SIGIO has been handled, without the race:
-        //     while (!io_signalled) sigsuspend(&mask_from_todo_5);
-        //     io_signalled = 0;
-        // and delete this pause(), which sleeps through a SIGIO that arrived
-        // while serve_everyone() was running.
-        pause();
+        // TODO 5: Sleep until a signal, without losing one
+        // When is it safe to test io_signalled and then go to sleep? Which call lets the
+        // pending SIGIO in and sleeps, in one step, and what do you do with the flag
+        // once it has woken you?
+        pause();  // sleeps through a SIGIO handled while serve_everyone() ran
     }
 }

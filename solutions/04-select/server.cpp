@@ -45,10 +45,17 @@ struct Client {
     bool peer_closed = false;  ///< read() returned 0: echo the rest, then close
 };
 
-/// Whether to watch @p client for input: not after EOF, and not while its
-/// echo piles up (it stopped reading: TCP flow control now slows it down).
+/// Whether to watch @p client for input.
 bool wants_input(const Client& client) {
+    //@hole 4 A client that never reads
+    //@ Every byte read from a client becomes echo that waits in `pending` until the
+    //@ client reads it. One that sends and never reads: what keeps `pending` (and the
+    //@ server's memory) from growing without limit, and who waits instead?
+    //@stub return !client.peer_closed;
+    // Not after EOF, and not while its echo piles up: it stopped reading, so we
+    // stop reading it, and TCP flow control now slows it down.
     return !client.peer_closed && client.pending.size() < kMaxPending;
+    //@end
 }
 
 bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
@@ -129,6 +136,10 @@ bool accept_clients(int listener, std::list<Client>& clients) {
             if (!would_block(errno)) muxlab::log_errno("accept");
             return true;
         }
+        //@hole 3 A descriptor that does not fit
+        //@ An fd_set is a bitmap of FD_SETSIZE (1024) bits, and FD_SET() does not check
+        //@ its argument. With a raised fd limit, accept() can return 1024 or more: what
+        //@ would FD_SET() do with it, and what do you do with such a client instead?
         // FD_SET() on a descriptor >= FD_SETSIZE writes past the end of the
         // fd_set: memory corruption, not an error. Such a client is refused.
         if (socket.get() >= FD_SETSIZE) {
@@ -136,6 +147,7 @@ bool accept_clients(int listener, std::list<Client>& clients) {
                          socket.get(), FD_SETSIZE);
             continue;  // `socket` is closed here
         }
+        //@end
         if (!muxlab::set_nonblocking(socket.get())) {
             muxlab::log_errno("fcntl");
             continue;
@@ -155,10 +167,16 @@ int main(int argc, char** argv) {
     std::list<Client> clients;
     bool accepting = true;
     for (;;) {
-        // select() overwrites its sets with the answer ("these are ready"),
-        // so they are rebuilt from scratch before every call.
         fd_set readable;
         fd_set writable;
+        //@hole 1 Build the sets and wait
+        //@ select() takes sets of descriptors and overwrites them with its answer. On this
+        //@ turn of the loop, which descriptors go in the read set, which in the write set
+        //@ (think of a client that stopped reading, and of one with nothing to send), and
+        //@ what is select()'s first argument? How long may it wait when nothing is ready?
+        //@stub pause();  // delete once select() waits: it only keeps the skeleton from spinning
+        // select() overwrites its sets with the answer ("these are ready"),
+        // so they are rebuilt from scratch before every call.
         FD_ZERO(&readable);
         FD_ZERO(&writable);
         int max_fd = listener.get();
@@ -178,7 +196,13 @@ int main(int argc, char** argv) {
             muxlab::log_errno("select");  // EBADF or EINVAL: a bug in the sets
             return 1;
         }
+        //@end
 
+        //@hole 2 Serve what select() reported
+        //@ The sets now hold only the descriptors that are ready. What may the listener and
+        //@ each client do now without blocking, and in which order (a client accepted on
+        //@ this turn was not in the sets)? When is a client done, what closes its socket,
+        //@ and what about the listener if accepting was paused?
         // New clients first: their descriptors were not in this round's sets.
         if (FD_ISSET(listener.get(), &readable)) accepting = accept_clients(listener.get(), clients);
 
@@ -195,5 +219,6 @@ int main(int argc, char** argv) {
                 accepting = true;        // a descriptor is free again
             }
         }
+        //@end
     }
 }

@@ -102,12 +102,18 @@ bool write_to(Client& client) {
 
 /// Does what poll() reported for one client. @return false when it must be closed.
 bool serve(Client& client, short revents) {
+    //@hole 2 What poll() answered
+    //@ poll() wrote its answer into revents, as a bit mask. Which bits mean "read now",
+    //@ which "write now", and which mean the client is beyond help? Some of them come
+    //@ even though you never asked for them. When is a client finished?
+    //@stub return true;
     // POLLERR, POLLHUP and POLLNVAL are reported even when not asked for.
     // POLLHUP alone still lets read() collect the last bytes and the EOF.
     if (revents & (POLLERR | POLLNVAL)) return false;
     if ((revents & (POLLIN | POLLHUP)) && !read_from(client)) return false;
     if ((revents & POLLOUT) && !write_to(client)) return false;
     return !(client.peer_closed && client.pending.empty());  // all echoed: done
+    //@end
 }
 
 /**
@@ -117,6 +123,11 @@ bool serve(Client& client, short revents) {
  * `|= FLAG` turns a bit on, `&= ~FLAG` turns it off.
  */
 void update_events(pollfd& entry, const Client& client) {
+    //@hole 3 Ask only for what you can use
+    //@ `events` stays in the array from one call to the next. After serving a client,
+    //@ should poll() still wake you when it has bytes to read (think of a client whose
+    //@ echo piles up, or that has closed its side)? When it has room to write (an empty
+    //@ socket nearly always has)? How do you set and clear one bit of a mask?
     // Input only while the echo does not pile up: a client that stops
     // reading is no longer read from, and TCP flow control slows it down.
     if (client.peer_closed || client.pending.size() >= kMaxPending)
@@ -129,6 +140,7 @@ void update_events(pollfd& entry, const Client& client) {
         entry.events &= ~POLLOUT;
     else
         entry.events |= POLLOUT;
+    //@end
 }
 
 /**
@@ -148,6 +160,12 @@ bool accept_clients(int listener, std::vector<pollfd>& watched, std::vector<Clie
             if (!would_block(errno)) muxlab::log_errno("accept");
             return true;
         }
+        //@hole 4 A place in the array
+        //@ Each client costs a descriptor and memory. How many clients are there now
+        //@ (slot 0 is the listener), and what does the one beyond --max-clients hear before
+        //@ it is closed? A client you keep: what must poll() be given so that it is
+        //@ watched, and where does its state go so that the two stay together?
+        //@stub clients.push_back(Client{std::move(socket), {}, false});
         // Every client costs a descriptor and memory: past the limit, say so
         // and close, and the clients already here are not affected.
         if (clients.size() - 1 >= max_clients) {
@@ -161,6 +179,7 @@ bool accept_clients(int listener, std::vector<pollfd>& watched, std::vector<Clie
         }
         watched.push_back(pollfd{socket.get(), POLLIN, 0});
         clients.push_back(Client{std::move(socket), {}, false});
+        //@end
     }
 }
 
@@ -180,6 +199,11 @@ int main(int argc, char** argv) {
     std::vector<Client> clients(1);
 
     for (;;) {
+        //@hole 1 One call for every socket
+        //@ The array is already built: slot 0 watches the listener. What does poll() need
+        //@ to wait on all of it, and for how long when nothing is ready? Where does it say
+        //@ that the listener has a connection waiting?
+        //@stub pause();  // delete once poll() waits: it only keeps the skeleton from spinning
         // No timeout (-1): sleep until something is ready.
         int ready = poll(watched.data(), watched.size(), -1);
         if (ready < 0) {
@@ -193,6 +217,7 @@ int main(int argc, char** argv) {
                                             static_cast<std::size_t>(max_clients));
             if (!accepting) watched[0].events &= ~POLLIN;
         }
+        //@end
 
         // New clients were appended with revents 0, so this walk skips them.
         for (std::size_t i = 1; i < watched.size();) {
@@ -205,6 +230,11 @@ int main(int argc, char** argv) {
                 ++i;
                 continue;
             }
+            //@hole 5 Leaving from the middle
+            //@ Client i is done: its socket must close, and poll() must never see its fd
+            //@ again. How do you take slot i out of both arrays without shifting everything
+            //@ after it? Which entry is then in slot i, and has it been served this round?
+            //@stub ++i;
             // Remove slot i in O(1): move the last entry into it, in both
             // arrays, and drop the last slot (closing the client's socket).
             // Do NOT advance i: the entry just moved here has not been
@@ -214,6 +244,7 @@ int main(int argc, char** argv) {
             clients[i] = std::move(clients.back());
             clients.pop_back();
             watched[0].events |= POLLIN;  // a descriptor is free: accept again
+            //@end
         }
     }
 }

@@ -56,21 +56,34 @@ struct Server {
 
 // ---- The signal ---------------------------------------------------------------------
 
-// A handler can run between any two instructions of main(), in the middle of
-// a malloc() or a printf(). So it calls nothing that is not
-// async-signal-safe (see man 7 signal-safety) and only sets this flag:
-// volatile sig_atomic_t is the type a handler may write and main() may read.
+/// Set by the SIGIO handler, read and cleared by main().
 volatile std::sig_atomic_t io_signalled = 0;
 
-void on_sigio(int) { io_signalled = 1; }
+void on_sigio(int) {
+    //@hole 4
+    //@stub // TODO 4 (in main())
+    // A handler can run between any two instructions of main(), in the middle
+    // of a malloc() or a printf(). So it calls nothing that is not
+    // async-signal-safe (see man 7 signal-safety) and only sets this flag:
+    // volatile sig_atomic_t is the type a handler may write and main() may read.
+    io_signalled = 1;
+    //@end
+}
 
-/// Turns on signal-driven I/O for @p fd: the kernel sends SIGIO to the
-/// process named by F_SETOWN (us) when the socket becomes readable or
-/// writable, gets a connection, or is closed or reset.
+/// Turns on signal-driven I/O for @p fd. @return false on an error.
 bool make_signal_driven(int fd) {
+    //@hole 1 Sockets that raise a signal
+    //@ Two settings on a descriptor make the kernel signal readiness: which process the
+    //@ signal goes to, and the flag that turns it on (man 2 fcntl). A signal will not say
+    //@ which socket is ready, so the server will try them all: what must a try on a
+    //@ socket with nothing to read do, instead of putting the whole server to sleep?
+    //@stub return true;
+    // The kernel sends SIGIO to the process named by F_SETOWN (us) when the
+    // socket becomes readable or writable, gets a connection, or is closed or reset.
     if (fcntl(fd, F_SETOWN, getpid()) < 0) return false;
     int flags = fcntl(fd, F_GETFL);
     return flags >= 0 && fcntl(fd, F_SETFL, flags | O_ASYNC | O_NONBLOCK) == 0;
+    //@end
 }
 
 // ---- Moving bytes ----------------------------------------------------------------
@@ -104,12 +117,19 @@ bool echo(Client& client, const char* data, std::size_t size) {
     return true;
 }
 
-/// Reads until EAGAIN. The signal that woke us may stand for many arrivals on
-/// this socket (and on others): a single read() would leave bytes behind that
-/// no further signal announces. Stops early when the echo falls too far
-/// behind; the SIGIO that comes with room to write brings us back.
-/// @return false when the client is gone (reset, or an error).
+/// Reads what has arrived and echoes it. @return false when the client is gone.
 bool receive(Client& client) {
+    //@hole 2 Drain on every signal
+    //@ Signals of one kind merge while pending: one SIGIO may stand for many arrivals on
+    //@ this socket and on others, and bytes you leave behind are announced by no further
+    //@ signal. How much do you read each time, and how do you know the socket is empty?
+    //@ And a client that sends without reading its echo: when do you stop, and what
+    //@ brings you back?
+    //@stub return true;
+    // Until EAGAIN. The signal that woke us may stand for many arrivals on
+    // this socket (and on others): a single read() would leave bytes behind
+    // that no further signal announces. Stops early when the echo falls too
+    // far behind; the SIGIO that comes with room to write brings us back.
     while (client.pending.size() < kPendingCap) {
         char buffer[kChunk];
         ssize_t received = read(client.socket.get(), buffer, sizeof buffer);
@@ -124,6 +144,7 @@ bool receive(Client& client) {
         if (!echo(client, buffer, static_cast<std::size_t>(received))) return false;
     }
     return true;
+    //@end
 }
 
 // ---- Serving ----------------------------------------------------------------------
@@ -138,8 +159,6 @@ bool serve_client(Client& client) {
 /// Accepts until EAGAIN: several connections may have come in under one signal.
 void accept_clients(Server& server) {
     while (!server.accept_paused) {
-        // Accepted sockets do not inherit O_NONBLOCK or O_ASYNC from the
-        // listener on Linux: make_signal_driven() sets them on each one.
         muxlab::Fd socket(accept4(server.listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
         if (!socket) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -154,6 +173,14 @@ void accept_clients(Server& server) {
             }
             return;
         }
+        //@hole 3 A new client, signal-driven from the start
+        //@ On Linux an accepted socket inherits neither O_ASYNC nor O_NONBLOCK nor the
+        //@ owner from the listener. What does the new socket need before it can raise a
+        //@ signal? The client may have sent its first bytes before that: which signal will
+        //@ announce them, and what do you do about it?
+        //@stub server.clients[socket.get()].socket = std::move(socket);
+        // Accepted sockets do not inherit O_NONBLOCK or O_ASYNC from the
+        // listener on Linux: make_signal_driven() sets them on each one.
         if (!make_signal_driven(socket.get())) {
             muxlab::log_errno("fcntl");
             continue;  // `socket` closes the connection
@@ -164,6 +191,7 @@ void accept_clients(Server& server) {
         // Bytes that arrived before O_ASYNC was set raised no signal: serve
         // the newcomer now instead of waiting for a signal that may not come.
         if (!serve_client(client)) server.clients.erase(fd);
+        //@end
     }
 }
 
@@ -186,6 +214,12 @@ int main(int argc, char** argv) {
     muxlab::Options options = muxlab::parse_options(
         argc, argv, "Stage 06: echo server for many clients, driven by SIGIO.");
 
+    //@hole 4 Catch the signal, and hold it back
+    //@ The default action of SIGIO ends the process. What must on_sigio() do, and what
+    //@ may it not do, given that it can run between any two instructions of main()?
+    //@ A SIGIO that arrives while the server is busy serving must not be lost, nor
+    //@ handled between your check of the flag and your going to sleep: how do you keep
+    //@ it pending until you sleep, and which mask will you sleep with?
     // Block SIGIO for the whole program. A SIGIO raised while we work stays
     // pending; sigsuspend() below unblocks it and goes to sleep in one atomic
     // step, so it is delivered right there and wakes us at once.
@@ -203,6 +237,7 @@ int main(int argc, char** argv) {
         muxlab::log_errno("sigaction");
         return 1;
     }
+    //@end
 
     Server server;
     server.listener = muxlab::listen_tcp(options);
@@ -214,6 +249,11 @@ int main(int argc, char** argv) {
 
     for (;;) {
         serve_everyone(server);
+        //@hole 5 Sleep until a signal, without losing one
+        //@ When is it safe to test io_signalled and then go to sleep? Which call lets the
+        //@ pending SIGIO in and sleeps, in one step, and what do you do with the flag
+        //@ once it has woken you?
+        //@stub pause();  // sleeps through a SIGIO handled while serve_everyone() ran
         // Why not `if (!io_signalled) pause();` with SIGIO unblocked? A signal
         // arriving after the test and before pause() runs its handler first;
         // pause() then sleeps through it, and its client waits until some
@@ -221,5 +261,6 @@ int main(int argc, char** argv) {
         // arrive in between: it waits pending until sigsuspend() lets it in.
         while (!io_signalled) sigsuspend(&while_asleep);  // returns after the handler ran
         io_signalled = 0;
+        //@end
     }
 }

@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "harness/battery.hpp"
+#include "harness/event_loop.hpp"
 
 namespace muxlab::test {
 namespace {
@@ -118,11 +120,82 @@ TEST_F(Poll, StopsOnSigterm) { battery::sigterm_stops(server()); }
 
 // ---- the echo contract -------------------------------------------------------------
 
-TEST_F(Poll, EchoesLine) { battery::echoes_line(endpoint()); }
+// The first test a half-done loop fails: the message says where alice's line
+// stopped (never waited for, never accepted, not in the array, never read).
+TEST_F(Poll, EchoesLine) {
+    std::vector<Client> clients;
+    clients.push_back(connect("alice"));
+    Client& alice = clients.front();
+    ASSERT_TRUE(alice.send("hello, echo\n"));
+    ::testing::AssertionResult echoed = alice.expect("hello, echo\n");
+    if (echoed) return;
+    std::string queues = queue_report(server(), clients);
+    auto idle = proc::idle_syscall(server().pid(), server().pid(), quiet_window() * 4);
+    std::string seen;
+    if (idle && !is_poll(*idle)) {
+        seen = "\n  the server sleeps in " + proc::syscall_name(*idle) + ", not in poll()" + queues +
+               "\n  hint: every turn of the loop, wait in poll() on the whole pollfd array";
+    } else if (queues.find("accept queue") != std::string::npos) {
+        seen = queues + "\n  hint: alice's connection was never accepted. When poll() reports POLLIN "
+                        "in the listener's revents (slot 0), accept what waits";
+    } else if (!queues.empty()) {
+        std::string why;
+        auto watched = poll_wait_set(server().pid(), &why);
+        auto sockets = proc::socket_fds(server().pid());
+        bool in_array = false;
+        if (watched && sockets)
+            for (int fd : sockets->connected)
+                in_array = in_array || std::find(watched->begin(), watched->end(), fd) != watched->end();
+        if (watched && sockets && !sockets->connected.empty() && !in_array)
+            seen = queues + "\n  alice's connection was accepted, but her socket is not in the pollfd "
+                            "array poll() waits on" +
+                   "\n  hint: give every client you keep an entry (its fd, events POLLIN) in the array, "
+                   "and keep its state at the same index";
+        else
+            seen = queues + "\n  alice's socket is in the pollfd array, but her line was never read"
+                            "\n  hint: act on each entry's revents: POLLIN (or POLLHUP) means read now";
+    } else {
+        seen = "\n  the server read alice's line (nothing waits in its socket) but sent nothing back"
+               "\n  hint: a client with pending echo asks for POLLOUT; write when revents has it";
+    }
+    FAIL() << echoed.message() << seen << context();
+}
 TEST_F(Poll, EchoesBinary) { battery::echoes_binary(endpoint()); }
 TEST_F(Poll, PipelinedLines) { battery::pipelined_lines(endpoint()); }
-TEST_F(Poll, MegabyteBurst) { battery::megabyte_burst(endpoint()); }
-TEST_F(Poll, HalfClose) { battery::half_close(endpoint()); }
+// The echo battery speaks of writes; what they mean with a pollfd array:
+TEST_F(Poll, MegabyteBurst) {
+    SCOPED_TRACE("in this stage: the echo a send() does not take waits in pending until poll() reports "
+                 "POLLOUT, which it reports only while the client's events ask for it");
+    battery::megabyte_burst(endpoint());
+}
+// After the client's shutdown(SHUT_WR): its echo, then the server closes. A
+// client that is done leaves the array too; the message says whether the
+// server still holds its socket, and whether poll() still watches it.
+TEST_F(Poll, HalfClose) {
+    Client alice = connect("alice");
+    ASSERT_TRUE(alice.send("last words"));
+    alice.shutdown_write();
+    ASSERT_TRUE(alice.expect("last words"))
+        << "\n  hint: after the client's shutdown(SHUT_WR), echo what is left before closing" << context();
+    ::testing::AssertionResult closed = alice.expect_closed();
+    if (closed) return;
+    std::string seen, why;
+    auto sockets = proc::socket_fds(server().pid());
+    if (sockets && !sockets->connected.empty()) {
+        int fd = sockets->connected.front();
+        seen = "\n  the server still holds alice's socket (fd " + std::to_string(fd) +
+               ") after her echo and her end of input";
+        if (auto watched = poll_wait_set(server().pid(), &why))
+            if (std::find(watched->begin(), watched->end(), fd) != watched->end())
+                seen += ", and it is still in the pollfd array";
+        seen += "\n  hint: read() returned 0 and nothing is pending: serve() says the client is done, "
+                "and the loop must then take its entry out of the array (both arrays) and close its socket";
+    } else {
+        seen = "\n  hint: read() returning 0 means the client is done sending: close the socket once "
+               "its echo is sent";
+    }
+    FAIL() << closed.message() << seen << context();
+}
 TEST_F(Poll, SurvivesReset) { battery::survives_reset(server()); }
 TEST_F(Poll, ShortSessionsNoFdGrowth) { battery::short_sessions_no_fd_growth(server()); }
 
@@ -130,7 +203,11 @@ TEST_F(Poll, ShortSessionsNoFdGrowth) { battery::short_sessions_no_fd_growth(ser
 
 TEST_F(Poll, PartialLineDoesNotBlockOthers) { battery::partial_line_does_not_block_others(endpoint()); }
 TEST_F(Poll, DripFeederDoesNotBlockOthers) { battery::drip_feeder_does_not_block_others(endpoint()); }
-TEST_F(Poll, StoppedReaderDoesNotBlockOthers) { battery::stopped_reader_does_not_block_others(endpoint()); }
+TEST_F(Poll, StoppedReaderDoesNotBlockOthers) {
+    SCOPED_TRACE("in this stage: the echo a send() does not take waits in pending until poll() reports "
+                 "POLLOUT, which it reports only while the client's events ask for it");
+    battery::stopped_reader_does_not_block_others(endpoint());
+}
 
 // A client that sends without ever reading must not make the server buffer
 // without limit: once its unsent echo passes a cap, the server stops reading
@@ -163,7 +240,8 @@ TEST_F(Poll, UnreadEchoIsBounded) {
         << "a client sent " << (sent >> 20) << " MiB without reading any echo, and the server's "
         << "memory grew by " << (growth_kib >> 10) << " MiB: it keeps reading a client whose "
         << "echo piles up.\n  hint: while a client's pending echo is above a cap, stop watching it "
-           "for input (clear POLLIN in its events): TCP flow control then makes the client wait" << context();
+           "for input (clear POLLIN in its events with events &= ~POLLIN; events |= ~POLLIN sets every other "
+           "bit and clears nothing): TCP flow control then makes the client wait" << context();
     Client bob = connect("bob");
     ASSERT_TRUE(bob.send("still serving?\n"));
     EXPECT_TRUE(bob.expect("still serving?\n")) << context();
