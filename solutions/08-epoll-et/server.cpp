@@ -207,7 +207,6 @@ bool receive(Server& server, Client& client) {
             return true;
         }
         if (!echo(client, buffer, static_cast<std::size_t>(received))) return false;
-        share -= std::min(share, static_cast<std::size_t>(received));
         // A stream socket returns fewer bytes than asked only when it has no
         // more: the receive queue is empty now, and anything arriving later
         // raises a new edge. That saves the read() that would return EAGAIN.
@@ -216,8 +215,8 @@ bool receive(Server& server, Client& client) {
         if (static_cast<std::size_t>(received) < sizeof buffer && !client.peer_closing) return true;
         //@end
         //@hole 4
-        // The fair share is used up and input may be left: the others get their
-        // turn first, and the server comes back to this client by itself.
+        // Once its fair share is used up, the others get their turn first; the
+        // server comes back to this client by itself, as no edge will.
         share -= std::min(share, static_cast<std::size_t>(received));
         if (share == 0) {
             if (!client.unfinished) server.unfinished.push_back(client.socket.get());
