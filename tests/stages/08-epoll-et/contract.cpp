@@ -182,8 +182,15 @@ TEST_F(EpollEt, StoppedReaderDoesNotBlockOthers) {
                << echoed.message() << left_behind(server(), clients) << context();
     echoed = clients[0].expect(std::string_view(flood).substr(0, sent), answer_limit() * 2);
     if (echoed) return;
-    std::string seen = output_stalled(server(), clients[0]);
-    seen = seen.empty() ? left_behind(server(), clients) : queue_report(server(), clients) + seen;
+    // Bytes unread while the socket is still watched for input: a missed edge.
+    // Otherwise, echo waiting with no EPOLLOUT to send it.
+    std::string seen = left_behind(server(), clients);
+    auto list = interest_list(server());
+    auto found = list ? list->clients.find(clients[0].local_port()) : decltype(list->clients.end())();
+    bool reading = list && found != list->clients.end() && (found->second & EPOLLIN);
+    std::string stalled = output_stalled(server(), clients[0]);
+    if (!stalled.empty() && !(reading && seen.find("sit unread") != std::string::npos))
+        seen = queue_report(server(), clients) + stalled;
     FAIL() << "client A sent " << sent << " bytes without reading, then read again and did not get "
            << "them all back: " << echoed.message() << seen << context();
 }
