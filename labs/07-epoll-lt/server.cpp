@@ -1,9 +1,10 @@
 /**
  * @file labs/07-epoll-lt/server.cpp
- * @brief Lab 07: the echo server for many clients on one epoll instance,
- *        level-triggered. Read README.md first.
+ * @brief Lab 07: an echo server for many clients on one epoll instance,
+ *        level-triggered.
  *
- * Build: make labs        Grade: make grade LAB=07
+ * Your task is the TODOs in this file, in order: README.md says what each
+ * one asks. Build with `make labs`, grade with `make grade LAB=07`.
  */
 #include <errno.h>
 #include <sys/epoll.h>
@@ -21,23 +22,33 @@
 
 namespace {
 
+// ---- Tuning -------------------------------------------------------------------
+
+// Level-triggered: no EPOLLET flag. Stage 08 sets EPOLLET here.
+constexpr std::uint32_t kTrigger = 0;
+// The input events a client socket is watched for.
+constexpr std::uint32_t kInput = EPOLLIN;
+
 constexpr std::size_t kChunk = 64 * 1024;  // bytes per read()
-/// Stop reading from a client while this many bytes of its echo wait unsent.
+// A client that sends faster than it reads piles up echo here. Beyond this
+// many pending bytes we stop reading from it: its data stays in the kernel,
+// TCP flow control slows the sender down, and memory stays bounded.
 constexpr std::size_t kPendingCap = 256 * 1024;
-[[maybe_unused]] constexpr int kMaxEvents = 256;  // ready descriptors taken per epoll_wait()
+constexpr int kMaxEvents = 256;  // ready descriptors taken per epoll_wait()
+
+// ---- Data structures ------------------------------------------------------------
 
 struct Client {
     muxlab::Fd socket;
-    std::string pending;            ///< echo the socket did not take yet
-    std::uint32_t interest = 0;     ///< the events registered with epoll now
-    bool input_closed = false;      ///< read() returned 0: finish the echo, then close
+    std::string pending;            // echo the socket did not take yet
+    bool input_closed = false;      // read() returned 0: finish the echo, then close
 };
 
 struct Server {
     muxlab::Fd epoll;
     muxlab::Fd listener;
-    std::unordered_map<int, Client> clients;  ///< by socket descriptor
-    bool accept_paused = false;               ///< out of descriptors: listener disarmed
+    std::unordered_map<int, Client> clients;  // by socket descriptor
+    bool accept_paused = false;               // out of descriptors: listener disarmed
 };
 
 // ---- Interest list --------------------------------------------------------------
@@ -46,36 +57,25 @@ bool wants_input(const Client& client) {
     return !client.input_closed && client.pending.size() < kPendingCap;
 }
 
-/// The events @p client needs to be watched for now.
-[[maybe_unused]] std::uint32_t wanted_events(const Client& client) {
-    // TODO 1: EPOLLIN while wants_input(client); EPOLLOUT only while
-    // client.pending is not empty. (Why only then? An empty socket buffer is
-    // writable nearly all the time: level-triggered epoll would report it on
-    // every call, and the loop would spin.)
-    (void)client;
-    return EPOLLIN;
-}
-
+// TODO 2: Interest follows the output
+// epoll_wait() reports a watched socket for as long as it is ready. Which events
+// does each client need to be watched for right now: while its echo keeps up, while
+// part of its echo waits in `pending`, once that has gone? What would a socket with
+// an empty send buffer do to the loop if it stayed watched for writing? And when does
+// the kernel need to hear about a change: how often does that cost a system call?
 /// Brings the interest list up to date. @return false on an error.
-[[maybe_unused]] bool update_interest(Server& server, Client& client) {
-    // TODO 2: if wanted_events(client) differs from client.interest, tell
-    // epoll with epoll_ctl(EPOLL_CTL_MOD) (data.fd = the socket) and record
-    // the new interest. No system call when nothing changed: in the steady
-    // state (every echo fits), this function costs nothing.
-    (void)server;
-    (void)client;
+bool update_interest(Server& server, Client& client) {
     return true;
 }
 
-/// Stops (watch = false) or restarts watching the listener.
-[[maybe_unused]] void watch_listener(Server& server, bool watch) {
-    // TODO 3: epoll_ctl(EPOLL_CTL_MOD) on the listener with events EPOLLIN
-    // (watch) or 0 (stop); set server.accept_paused = !watch.
-    (void)server;
-    (void)watch;
+/// Stops (or restarts) watching the listener.
+void watch_listener(Server& server, bool watch) {
+    // TODO 2, the listener: at EMFILE, accept() fails and the connection stays in the
+    // backlog, so the listener stays readable. What must epoll stop doing, until when?
+    server.accept_paused = !watch;
 }
 
-// ---- Moving bytes (given: the same as lab 06) -----------------------------------
+// ---- Moving bytes ----------------------------------------------------------------
 
 /// Writes what the socket takes now. @return false when the client is gone.
 bool flush(Client& client) {
@@ -83,12 +83,13 @@ bool flush(Client& client) {
     ssize_t sent = send(client.socket.get(), client.pending.data(), client.pending.size(),
                         MSG_NOSIGNAL);
     if (sent < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    // A short count means the socket buffer is full: the rest waits for EPOLLOUT.
     client.pending.erase(0, static_cast<std::size_t>(sent));
     return true;
 }
 
-/// Echoes @p data: straight to the socket when nothing is queued ahead of
-/// it, otherwise behind the queue. @return false when the client is gone.
+/// Echoes @p data: straight to the socket when nothing is queued ahead of it
+/// (the usual case, one send() and no copy), otherwise behind the queue.
 bool echo(Client& client, const char* data, std::size_t size) {
     if (client.pending.empty()) {
         ssize_t sent = send(client.socket.get(), data, size, MSG_NOSIGNAL);
@@ -110,7 +111,7 @@ bool receive(Client& client) {
     ssize_t received = read(client.socket.get(), buffer, sizeof buffer);
     if (received < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
     if (received == 0) {
-        client.input_closed = true;
+        client.input_closed = true;  // the client half-closed: echo what is left, then close
         return true;
     }
     return echo(client, buffer, static_cast<std::size_t>(received));
@@ -118,54 +119,76 @@ bool receive(Client& client) {
 
 // ---- Events ---------------------------------------------------------------------
 
-[[maybe_unused]] void close_client(Server& server, int fd) {
-    server.clients.erase(fd);  // the Fd closes the socket, which leaves the interest list
-    // TODO 5: a descriptor is free again: if accepting was paused, watch the
-    // listener again.
+void close_client(Server& server, int fd) {
+    // Closing removes the socket from the interest list by itself, as long as
+    // no other descriptor (a dup, a forked child) refers to the same socket.
+    server.clients.erase(fd);
+    // A descriptor is free again: connections waiting in the backlog can come in.
+    if (server.accept_paused) watch_listener(server, true);
 }
 
-/// Does what epoll reported for one client.
-[[maybe_unused]] void serve_client(Server& server, int fd, std::uint32_t events) {
+void serve_client(Server& server, int fd, std::uint32_t events) {
     auto found = server.clients.find(fd);
     if (found == server.clients.end()) return;
     Client& client = found->second;
+    // EPOLLERR and EPOLLHUP are always reported, even when not asked for; the
+    // next read() or send() returns the error and the client is closed.
     bool alive = true;
     if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) alive = flush(client);
-    if (alive && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && wants_input(client))
+    if (alive && (events & (kInput | EPOLLERR | EPOLLHUP)) && wants_input(client))
         alive = receive(client);
     if (alive && client.input_closed && client.pending.empty()) alive = false;  // all echoed
     if (alive) alive = update_interest(server, client);
     if (!alive) close_client(server, fd);
 }
 
-/// Accepts one connection (level-triggered epoll reports the listener again
-/// while more are waiting).
-[[maybe_unused]] void accept_client(Server& server) {
-    // TODO 4: accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)
-    // into a muxlab::Fd. On EMFILE or ENFILE: log and watch_listener(false)
-    // (otherwise epoll reports the listener, and accept() fails, on every
-    // call); EAGAIN, EINTR, ECONNABORTED: just return. Then
-    // epoll_ctl(EPOLL_CTL_ADD) the socket for EPOLLIN with data.fd = the
-    // socket, move it into server.clients and record its interest.
-    (void)server;
+/// Accepts one connection. One accept() per report, like one read(): the
+/// listener stays readable while connections wait, so epoll reports it again.
+/// @return true when more connections may be waiting.
+bool accept_client(Server& server) {
+    // Non-blocking listener: a connection reset between the report and this
+    // call would otherwise leave accept() blocked, and every client with it.
+    muxlab::Fd socket(accept4(server.listener.get(), nullptr, nullptr,
+                              SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!socket) {
+        if (errno == EINTR || errno == ECONNABORTED) return true;  // that one failed
+        if (errno == EMFILE || errno == ENFILE) {
+            // Out of descriptors. The connection waits in the backlog until a
+            // client leaves (close_client watches the listener again).
+            muxlab::log_errno("accept (waiting for a client to leave)");
+            watch_listener(server, false);
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            muxlab::log_errno("accept");
+        }
+        return false;
+    }
+    int fd = socket.get();
+    // TODO 1, each client: its socket goes on the interest list here.
+    Client& client = server.clients[fd];
+    client.socket = std::move(socket);
+    return true;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     muxlab::Options options = muxlab::parse_options(
-        argc, argv, "Lab 07: echo server for many clients, epoll level-triggered.");
+        argc, argv, "Stage 07: echo server for many clients, epoll level-triggered.");
     Server server;
     server.listener = muxlab::listen_tcp(options, /*nonblocking=*/true);
-    // TODO 6a: server.epoll = epoll_create1(EPOLL_CLOEXEC); add the listener
-    // for EPOLLIN (epoll_ctl(EPOLL_CTL_ADD), data.fd = the listener).
+    // TODO 1: The epoll instance
+    // epoll keeps the list of watched descriptors inside the kernel. How do you create
+    // that list, and how does a socket get on it? Which sockets belong there, for which
+    // events, and what does each entry carry so that an event says whose it is? (The
+    // listener here; each client where accept_client() takes it.)
     muxlab::announce(server.listener.get());
 
+    // TODO 3: The wait loop
+    // This loop is the only place the server sleeps. How does it sleep until some
+    // watched socket is ready, for as long as that takes, and learn which ones are
+    // ready and for what? What does a signal arriving meanwhile do to the call? Then
+    // who handles each ready descriptor: accept_client() or serve_client()?
     for (;;) {
-        // TODO 6b: epoll_wait(server.epoll, events, kMaxEvents, -1) (retry
-        // on EINTR); for each event: the listener -> accept_client(server),
-        // else serve_client(server, events[i].data.fd, events[i].events).
-        // Then delete this pause().
         pause();
     }
 }

@@ -1,13 +1,9 @@
 /**
  * @file labs/08-epoll-et/server.cpp
- * @brief Lab 08: the stage 07 echo server, switched to epoll
- *        edge-triggered. Read README.md first.
+ * @brief Lab 08: the stage 07 echo server with epoll edge-triggered.
  *
- * This file starts as the stage 07 reference (level-triggered, working):
- * the TODOs turn it into an edge-triggered server. Do TODO 1 first and
- * watch the grader fail; the other TODOs make it pass again.
- *
- * Build: make labs        Grade: make grade LAB=08
+ * Your task is the TODOs in this file, in order: README.md says what each
+ * one asks. Build with `make labs`, grade with `make grade LAB=08`.
  */
 #include <errno.h>
 #include <sys/epoll.h>
@@ -29,10 +25,14 @@ namespace {
 
 // ---- Tuning -------------------------------------------------------------------
 
-// TODO 1: edge-triggered: kTrigger = EPOLLET, and watch client sockets for
-// EPOLLRDHUP too (kInput = EPOLLIN | EPOLLRDHUP): it reports that the peer
-// shut down its side, which a short read alone cannot tell (see TODO 2).
+// TODO 1: Edge-triggered
+// Every registration in this file (the listener, each client, each change of
+// interest) ORs in kTrigger. What must it hold for epoll to report a socket when it
+// becomes ready (new bytes, a new connection, room to write), rather than for as
+// long as it is ready, as in lab 07? Grade right after this TODO: what breaks, and why?
+// Level-triggered, as in lab 07.
 constexpr std::uint32_t kTrigger = 0;
+// The input events a client socket is watched for.
 constexpr std::uint32_t kInput = EPOLLIN;
 
 constexpr std::size_t kChunk = 64 * 1024;  // bytes per read()
@@ -40,8 +40,6 @@ constexpr std::size_t kChunk = 64 * 1024;  // bytes per read()
 // many pending bytes we stop reading from it: its data stays in the kernel,
 // TCP flow control slows the sender down, and memory stays bounded.
 constexpr std::size_t kPendingCap = 256 * 1024;
-// The fair share: bytes read from one client before the others get their turn.
-[[maybe_unused]] constexpr std::size_t kFairShare = 4 * kChunk;
 constexpr int kMaxEvents = 256;  // ready descriptors taken per epoll_wait()
 
 // ---- Data structures ------------------------------------------------------------
@@ -51,8 +49,6 @@ struct Client {
     std::string pending;            // echo the socket did not take yet
     std::uint32_t interest = 0;     // the events registered with epoll now
     bool input_closed = false;      // read() returned 0: finish the echo, then close
-    bool peer_closing = false;      // EPOLLRDHUP seen: read until read() returns 0
-    bool unfinished = false;        // cut off by its fair share, listed in Server::unfinished
 };
 
 struct Server {
@@ -60,7 +56,6 @@ struct Server {
     muxlab::Fd listener;
     std::unordered_map<int, Client> clients;  // by socket descriptor
     bool accept_paused = false;               // out of descriptors: listener disarmed
-    std::vector<int> unfinished;              // clients with input left over, to resume
 };
 
 // ---- Interest list --------------------------------------------------------------
@@ -137,28 +132,21 @@ bool echo(Client& client, const char* data, std::size_t size) {
     return true;
 }
 
+// TODO 2: Drain the socket
+// Edge-triggered epoll reported this socket because new bytes arrived, and it will
+// never report the bytes one read() leaves behind. When is a socket drained? Is there
+// a cheaper sign of it than the call that says so? What else must stop the reading
+// (think of kPendingCap), and why can a short read not be trusted once the client
+// has shut down its side? (receive() is called with what epoll reported in mind:
+// see serve_client().)
 /// Reads what has arrived and echoes it.
 /// @return false when the client is gone (reset, or an error).
 bool receive(Server& server, Client& client) {
-    (void)server;
-    // TODO 2: edge-triggered epoll reports new data once, and never again for
-    // bytes a read() leaves behind: read in a loop until the socket is drained.
-    //   - stop (return true) when client.pending reaches kPendingCap: the
-    //     EPOLLOUT that comes when the client makes room brings it back;
-    //   - stop when this client has read kFairShare bytes in this call: push
-    //     its fd on server.unfinished (once: see client.unfinished) and
-    //     return true; main() resumes it after the others had their turn;
-    //   - read() < 0: EINTR: again; EAGAIN: drained, return true; else false;
-    //   - read() == 0: input_closed = true, return true;
-    //   - otherwise echo(); and if read() returned less than the buffer size,
-    //     the socket is drained too (the next byte raises a new edge), so
-    //     return true without paying for the read() that would say EAGAIN,
-    //     unless client.peer_closing: then only one more read() shows the FIN.
     char buffer[kChunk];
     ssize_t received = read(client.socket.get(), buffer, sizeof buffer);
     if (received < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
     if (received == 0) {
-        client.input_closed = true;
+        client.input_closed = true;  // the client half-closed: echo what is left, then close
         return true;
     }
     return echo(client, buffer, static_cast<std::size_t>(received));
@@ -180,9 +168,6 @@ void serve_client(Server& server, int fd, std::uint32_t events) {
     Client& client = found->second;
     // EPOLLERR and EPOLLHUP are always reported, even when not asked for; the
     // next read() or send() returns the error and the client is closed.
-    // TODO 4: set client.peer_closing when events hold EPOLLRDHUP, EPOLLERR
-    // or EPOLLHUP. And read on EPOLLOUT too: a client whose reading was stopped
-    // by kPendingCap has input waiting that no edge will report.
     bool alive = true;
     if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) alive = flush(client);
     if (alive && (events & (kInput | EPOLLERR | EPOLLHUP)) && wants_input(client))
@@ -226,21 +211,22 @@ bool accept_client(Server& server) {
     return true;
 }
 
+// TODO 3: Take the whole backlog
+// The listener is reported when connections arrive, and several connections that
+// arrive together may be reported once. When has the server taken every connection
+// that waits? accept_client() tells you something about that.
 /// Accepts the connections that are waiting.
 void accept_clients(Server& server) {
-    // TODO 3: fifty clients connecting at once may raise a single edge on the
-    // listener: call accept_client() until it returns false.
     accept_client(server);
 }
 
-/// Gives the clients cut off by their fair share their next turn.
-void resume_unfinished(Server& server) {
-    // TODO 5: take the list (swap it with an empty vector); for each fd still
-    // in server.clients with its `unfinished` flag set: clear the flag and
-    // serve_client(server, fd, EPOLLIN), as if epoll had reported it again.
-    // A client that left meanwhile (or a newcomer that got its fd) is skipped.
-    server.unfinished.clear();
-}
+// TODO 4: A fair share
+// Reading until drained has a price: a client that sends as fast as the server reads
+// keeps the loop on its socket while every other ready socket waits. How much may one
+// client take per wakeup? A client cut off before it was drained still has input that
+// no edge will announce: who remembers it, when is it served again, and what must the
+// epoll_wait() in main() not do meanwhile? The same question for a client whose
+// reading stopped at kPendingCap: what tells the server it can read it again?
 
 }  // namespace
 
@@ -266,8 +252,6 @@ int main(int argc, char** argv) {
     epoll_event events[kMaxEvents];
     for (;;) {
         // The only place the server sleeps: until some watched socket is ready.
-        // Not while a client is unfinished: its input will raise no new edge.
-        // TODO 5: do not sleep while a client is unfinished (timeout 0 then).
         int timeout = -1;
         int ready = epoll_wait(server.epoll.get(), events, kMaxEvents, timeout);
         if (ready < 0) {
@@ -284,6 +268,5 @@ int main(int argc, char** argv) {
             else
                 serve_client(server, events[i].data.fd, events[i].events);
         }
-        if (!server.unfinished.empty()) resume_unfinished(server);
     }
 }

@@ -52,7 +52,9 @@ constexpr int kMaxEvents = 256;  // ready descriptors taken per epoll_wait()
 struct Client {
     muxlab::Fd socket;
     std::string pending;            // echo the socket did not take yet
+    //@hole 2
     std::uint32_t interest = 0;     // the events registered with epoll now
+    //@end
     bool input_closed = false;      // read() returned 0: finish the echo, then close
 };
 
@@ -69,6 +71,16 @@ bool wants_input(const Client& client) {
     return !client.input_closed && client.pending.size() < kPendingCap;
 }
 
+//@hole 2 Interest follows the output
+//@ epoll_wait() reports a watched socket for as long as it is ready. Which events
+//@ does each client need to be watched for right now: while its echo keeps up, while
+//@ part of its echo waits in `pending`, once that has gone? What would a socket with
+//@ an empty send buffer do to the loop if it stayed watched for writing? And when does
+//@ the kernel need to hear about a change: how often does that cost a system call?
+//@stub /// Brings the interest list up to date. @return false on an error.
+//@stub bool update_interest(Server& server, Client& client) {
+//@stub     return true;
+//@stub }
 /// Input while the echo keeps up; EPOLLOUT only while output is waiting. An
 /// empty socket buffer is writable nearly all the time: left armed, EPOLLOUT
 /// would wake epoll_wait() on every call and the loop would spin.
@@ -94,16 +106,24 @@ bool update_interest(Server& server, Client& client) {
     client.interest = events;
     return true;
 }
+//@end
 
-/// Stops (or restarts) watching the listener. At EMFILE the connection stays
-/// in the backlog and the listener stays readable: level-triggered epoll would
-/// report it on every call and accept() would fail on every call, a busy loop.
+/// Stops (or restarts) watching the listener.
+//@hole 2
+/// At EMFILE the connection stays in the backlog and the listener stays
+/// readable: level-triggered epoll would report it on every call and accept()
+/// would fail on every call, a busy loop.
+//@end
 void watch_listener(Server& server, bool watch) {
+    //@hole 2
+    //@ TODO 2, the listener: at EMFILE, accept() fails and the connection stays in the
+    //@ backlog, so the listener stays readable. What must epoll stop doing, until when?
     epoll_event change{};
     change.events = watch ? (EPOLLIN | kTrigger) : 0;
     change.data.fd = server.listener.get();
     if (epoll_ctl(server.epoll.get(), EPOLL_CTL_MOD, server.listener.get(), &change) < 0)
         muxlab::log_errno("epoll_ctl");
+    //@end
     server.accept_paused = !watch;
 }
 
@@ -195,6 +215,8 @@ bool accept_client(Server& server) {
         return false;
     }
     int fd = socket.get();
+    //@hole 1
+    //@ TODO 1, each client: its socket goes on the interest list here.
     epoll_event watch{};
     watch.events = kInput | kTrigger;
     watch.data.fd = fd;
@@ -202,9 +224,12 @@ bool accept_client(Server& server) {
         muxlab::log_errno("epoll_ctl");
         return true;  // `socket` closes the connection
     }
+    //@end
     Client& client = server.clients[fd];
     client.socket = std::move(socket);
+    //@hole 2
     client.interest = watch.events;
+    //@end
     return true;
 }
 
@@ -215,6 +240,11 @@ int main(int argc, char** argv) {
         argc, argv, "Stage 07: echo server for many clients, epoll level-triggered.");
     Server server;
     server.listener = muxlab::listen_tcp(options, /*nonblocking=*/true);
+    //@hole 1 The epoll instance
+    //@ epoll keeps the list of watched descriptors inside the kernel. How do you create
+    //@ that list, and how does a socket get on it? Which sockets belong there, for which
+    //@ events, and what does each entry carry so that an event says whose it is? (The
+    //@ listener here; each client where accept_client() takes it.)
     server.epoll = muxlab::Fd(epoll_create1(EPOLL_CLOEXEC));
     if (!server.epoll) {
         muxlab::log_errno("epoll_create1");
@@ -227,8 +257,17 @@ int main(int argc, char** argv) {
         muxlab::log_errno("epoll_ctl");
         return 1;
     }
+    //@end
     muxlab::announce(server.listener.get());
 
+    //@hole 3 The wait loop
+    //@ This loop is the only place the server sleeps. How does it sleep until some
+    //@ watched socket is ready, for as long as that takes, and learn which ones are
+    //@ ready and for what? What does a signal arriving meanwhile do to the call? Then
+    //@ who handles each ready descriptor: accept_client() or serve_client()?
+    //@stub for (;;) {
+    //@stub     pause();
+    //@stub }
     epoll_event events[kMaxEvents];
     for (;;) {
         // The only place the server sleeps: until some watched socket is ready.
@@ -248,4 +287,5 @@ int main(int argc, char** argv) {
                 serve_client(server, events[i].data.fd, events[i].events);
         }
     }
+    //@end
 }

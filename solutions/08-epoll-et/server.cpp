@@ -38,19 +38,33 @@ namespace {
 
 // ---- Tuning -------------------------------------------------------------------
 
+//@hole 1 Edge-triggered
+//@ Every registration in this file (the listener, each client, each change of
+//@ interest) ORs in kTrigger. What must it hold for epoll to report a socket when it
+//@ becomes ready (new bytes, a new connection, room to write), rather than for as
+//@ long as it is ready, as in lab 07? Grade right after this TODO: what breaks, and why?
+//@stub // Level-triggered, as in lab 07.
+//@stub constexpr std::uint32_t kTrigger = 0;
 // Edge-triggered: report changes, not states.
 constexpr std::uint32_t kTrigger = EPOLLET;
+//@end
+//@hole 2
+//@stub // The input events a client socket is watched for.
+//@stub constexpr std::uint32_t kInput = EPOLLIN;
 // The input events a client socket is watched for. EPOLLRDHUP reports that the
 // peer shut down its side, which a short read alone cannot tell (see receive()).
 constexpr std::uint32_t kInput = EPOLLIN | EPOLLRDHUP;
+//@end
 
 constexpr std::size_t kChunk = 64 * 1024;  // bytes per read()
 // A client that sends faster than it reads piles up echo here. Beyond this
 // many pending bytes we stop reading from it: its data stays in the kernel,
 // TCP flow control slows the sender down, and memory stays bounded.
 constexpr std::size_t kPendingCap = 256 * 1024;
+//@hole 4
 // The fair share: bytes read from one client before the others get their turn.
 constexpr std::size_t kFairShare = 4 * kChunk;
+//@end
 constexpr int kMaxEvents = 256;  // ready descriptors taken per epoll_wait()
 
 // ---- Data structures ------------------------------------------------------------
@@ -60,8 +74,12 @@ struct Client {
     std::string pending;            // echo the socket did not take yet
     std::uint32_t interest = 0;     // the events registered with epoll now
     bool input_closed = false;      // read() returned 0: finish the echo, then close
+    //@hole 2
     bool peer_closing = false;      // EPOLLRDHUP seen: read until read() returns 0
+    //@end
+    //@hole 4
     bool unfinished = false;        // cut off by its fair share, listed in Server::unfinished
+    //@end
 };
 
 struct Server {
@@ -69,7 +87,9 @@ struct Server {
     muxlab::Fd listener;
     std::unordered_map<int, Client> clients;  // by socket descriptor
     bool accept_paused = false;               // out of descriptors: listener disarmed
+    //@hole 4
     std::vector<int> unfinished;              // clients with input left over, to resume
+    //@end
 };
 
 // ---- Interest list --------------------------------------------------------------
@@ -146,19 +166,35 @@ bool echo(Client& client, const char* data, std::size_t size) {
     return true;
 }
 
+//@hole 2 Drain the socket
+//@ Edge-triggered epoll reported this socket because new bytes arrived, and it will
+//@ never report the bytes one read() leaves behind. When is a socket drained? Is there
+//@ a cheaper sign of it than the call that says so? What else must stop the reading
+//@ (think of kPendingCap), and why can a short read not be trusted once the client
+//@ has shut down its side? (receive() is called with what epoll reported in mind:
+//@ see serve_client().)
+//@stub /// Reads what has arrived and echoes it.
 /// Reads until the socket is drained: edge-triggered epoll reports new data
 /// once, and never again for bytes a read() leaves behind. Stops early when
 /// the echo falls too far behind (EPOLLOUT brings the client back) or when the
 /// client has had its fair share (the server brings it back, see main()).
+//@end
 /// @return false when the client is gone (reset, or an error).
 bool receive(Server& server, Client& client) {
-    for (std::size_t share = kFairShare;;) {
+    //@hole 4
+    std::size_t share = kFairShare;  // what this client may still read in this turn
+    //@end
+    //@hole 2
+    //@stub char buffer[kChunk];
+    //@stub ssize_t received = read(client.socket.get(), buffer, sizeof buffer);
+    //@stub if (received < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    //@stub if (received == 0) {
+    //@stub     client.input_closed = true;  // the client half-closed: echo what is left, then close
+    //@stub     return true;
+    //@stub }
+    //@stub return echo(client, buffer, static_cast<std::size_t>(received));
+    for (;;) {
         if (client.pending.size() >= kPendingCap) return true;
-        if (share == 0) {
-            if (!client.unfinished) server.unfinished.push_back(client.socket.get());
-            client.unfinished = true;
-            return true;
-        }
         char buffer[kChunk];
         ssize_t received = read(client.socket.get(), buffer, sizeof buffer);
         if (received < 0) {
@@ -171,14 +207,26 @@ bool receive(Server& server, Client& client) {
             return true;
         }
         if (!echo(client, buffer, static_cast<std::size_t>(received))) return false;
-        share -= std::min(share, static_cast<std::size_t>(received));
         // A stream socket returns fewer bytes than asked only when it has no
         // more: the receive queue is empty now, and anything arriving later
         // raises a new edge. That saves the read() that would return EAGAIN.
         // Unless the peer has closed: its FIN came with the edge we are
         // serving, and only one more read() (returning 0) will show it.
         if (static_cast<std::size_t>(received) < sizeof buffer && !client.peer_closing) return true;
+        //@end
+        //@hole 4
+        // Once its fair share is used up, the others get their turn first; the
+        // server comes back to this client by itself, as no edge will.
+        share -= std::min(share, static_cast<std::size_t>(received));
+        if (share == 0) {
+            if (!client.unfinished) server.unfinished.push_back(client.socket.get());
+            client.unfinished = true;
+            return true;
+        }
+        //@end
+        //@hole 2
     }
+    //@end
 }
 
 // ---- Events ---------------------------------------------------------------------
@@ -197,12 +245,17 @@ void serve_client(Server& server, int fd, std::uint32_t events) {
     Client& client = found->second;
     // EPOLLERR and EPOLLHUP are always reported, even when not asked for; the
     // next read() or send() returns the error and the client is closed.
+    //@hole 2
     if (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) client.peer_closing = true;
+    //@end
     bool alive = true;
     if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) alive = flush(client);
+    //@hole 4
+    //@stub if (alive && (events & (kInput | EPOLLERR | EPOLLHUP)) && wants_input(client))
     // EPOLLOUT too: a client whose reading was stopped by kPendingCap has
     // input waiting that no edge will report; room to write is its signal.
     if (alive && (events & (kInput | EPOLLOUT | EPOLLERR | EPOLLHUP)) && wants_input(client))
+    //@end
         alive = receive(server, client);
     if (alive && client.input_closed && client.pending.empty()) alive = false;  // all echoed
     if (alive) alive = update_interest(server, client);
@@ -243,13 +296,29 @@ bool accept_client(Server& server) {
     return true;
 }
 
+//@hole 3 Take the whole backlog
+//@ The listener is reported when connections arrive, and several connections that
+//@ arrive together may be reported once. When has the server taken every connection
+//@ that waits? accept_client() tells you something about that.
+//@stub /// Accepts the connections that are waiting.
 /// Accepts until the backlog is empty: fifty clients connecting at once may
 /// raise a single edge on the listener.
+//@end
 void accept_clients(Server& server) {
+    //@hole 3
+    //@stub accept_client(server);
     while (accept_client(server)) {
     }
+    //@end
 }
 
+//@hole 4 A fair share
+//@ Reading until drained has a price: a client that sends as fast as the server reads
+//@ keeps the loop on its socket while every other ready socket waits. How much may one
+//@ client take per wakeup? A client cut off before it was drained still has input that
+//@ no edge will announce: who remembers it, when is it served again, and what must the
+//@ epoll_wait() in main() not do meanwhile? The same question for a client whose
+//@ reading stopped at kPendingCap: what tells the server it can read it again?
 /// Gives the clients cut off by their fair share their next turn, after every
 /// other ready socket has had one.
 void resume_unfinished(Server& server) {
@@ -263,6 +332,7 @@ void resume_unfinished(Server& server) {
         serve_client(server, fd, EPOLLIN);  // as if epoll had reported it again
     }
 }
+//@end
 
 }  // namespace
 
@@ -288,8 +358,11 @@ int main(int argc, char** argv) {
     epoll_event events[kMaxEvents];
     for (;;) {
         // The only place the server sleeps: until some watched socket is ready.
+        //@hole 4
+        //@stub int timeout = -1;
         // Not while a client is unfinished: its input will raise no new edge.
         int timeout = server.unfinished.empty() ? -1 : 0;
+        //@end
         int ready = epoll_wait(server.epoll.get(), events, kMaxEvents, timeout);
         if (ready < 0) {
             if (errno == EINTR) continue;
@@ -305,6 +378,8 @@ int main(int argc, char** argv) {
             else
                 serve_client(server, events[i].data.fd, events[i].events);
         }
+        //@hole 4
         if (!server.unfinished.empty()) resume_unfinished(server);
+        //@end
     }
 }
