@@ -159,11 +159,11 @@ Settings parse_settings(int argc, char** argv) {
 
 // ---- one test, in a process of its own ---------------------------------------------
 
-/// In the test process: records the verdict of the one test it runs.
 /**
  * A boolean check's message without GoogleTest's framing ("Value of: expr",
- * "Actual: false", "Expected: true"), which names the test's code rather than
- * the server's behaviour; the explanation inside "Actual: false (...)" stays.
+ * "Actual: false", "Expected: true", the "Failed" line of FAIL() and
+ * ADD_FAILURE()), which names the test's code rather than the server's
+ * behaviour; the explanation inside "Actual: false (...)" stays.
  */
 std::string readable_message(const std::string& message) {
     std::istringstream lines(message);
@@ -171,7 +171,7 @@ std::string readable_message(const std::string& message) {
     for (std::string line; std::getline(lines, line);) {
         std::string trimmed = line.substr(std::min(line.find_first_not_of(' '), line.size()));
         if (trimmed.rfind("Value of: ", 0) == 0 || trimmed == "Expected: true" || trimmed == "Expected: false" ||
-            trimmed == "Actual: false" || trimmed == "Actual: true")
+            trimmed == "Actual: false" || trimmed == "Actual: true" || trimmed == "Failed")
             continue;
         for (const char* actual : {"Actual: false (", "Actual: true ("})
             if (trimmed.rfind(actual, 0) == 0 && trimmed.back() == ')')
@@ -181,6 +181,7 @@ std::string readable_message(const std::string& message) {
     return out;
 }
 
+/// In the test process: records the verdict of the one test it runs.
 class VerdictRecorder : public ::testing::EmptyTestEventListener {
 public:
     char status = 0;  // 'P' passed, 'F' failed, 'S' skipped; 0: the test never ran
