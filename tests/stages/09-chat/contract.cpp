@@ -198,8 +198,9 @@ TEST_F(Chat, Welcome) {
     Client alice = connect("alice");
     AssertionResult greeted = alice.expect_line(kWelcome);
     if (greeted) return;
-    std::string seen = output_report(server(), alice);
-    ADD_FAILURE() << greeted.message() << seen << "\n  hint: "
+    bool silent = std::string(greeted.message()).find("nothing complete arrived") != std::string::npos;
+    std::string seen = silent ? output_report(server(), alice) : "";
+    EXPECT_TRUE(greeted) << seen << "\n  hint: "
                   << (seen.find("EPOLLOUT (output is queued") != std::string::npos
                           ? "the welcome is queued when a client is accepted; write what is queued in the "
                             "turn's flush (one sendmsg per client), and keep EPOLLOUT for what the socket "
