@@ -21,7 +21,9 @@
  *   3. fire due timers (idle clients, throttled clients, shutdown);
  *   4. flush: each client with queued output gets one sendmsg() carrying
  *      all of it (a writev of shared messages), however many messages
- *      arrived during the turn;
+ *      arrived during the turn; a client whose output still unsent passes
+ *      --sendq is dropped (measured after the socket took what it could, so
+ *      a burst that a reading client takes at once drops nobody);
  *   5. close the clients that left, and queue the "left" notices.
  *
  * A broadcast line is formatted once, into a reference-counted immutable
