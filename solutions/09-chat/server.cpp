@@ -976,8 +976,8 @@ int Server::next_timeout_ms(Clock::time_point now) const {
     //@ epoll_wait's timeout is the only clock this loop has. Which deadlines can be
     //@ due (the longest-idle client's, a throttled client's resume_at, shutdown's)?
     //@ How long may the loop sleep, rounded which way, and when may it sleep forever?
-    //@ Why not wake every 100 ms and look?
-    //@stub return -1;
+    //@ Why not wake every 100 ms and look, as this stub does?
+    //@stub return 100;
     Clock::time_point next = Clock::time_point::max();
     if (shutting_down_) {
         next = shutdown_deadline_;

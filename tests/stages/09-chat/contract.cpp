@@ -216,7 +216,8 @@ TEST_F(Chat, NickRegistersAndAnnounces) {
     Client alice = join("alice");
     Client bob = join("bob");
     EXPECT_TRUE(alice.expect_line("-!- bob joined"))
-        << "\n  hint: when bob takes his first nick, everyone else gets \"-!- bob joined\"";
+        << "\n  hint: when bob takes his first nick, everyone else gets \"-!- bob joined\": a broadcast queues "
+           "the line for every other member of the room";
     std::vector<std::string> before;
     ASSERT_TRUE(ping(bob, "b", &before));
     EXPECT_TRUE(before.empty()) << "bob got " << printable(before.empty() ? "" : before[0])
