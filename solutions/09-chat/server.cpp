@@ -21,7 +21,9 @@
  *   3. fire due timers (idle clients, throttled clients, shutdown);
  *   4. flush: each client with queued output gets one sendmsg() carrying
  *      all of it (a writev of shared messages), however many messages
- *      arrived during the turn;
+ *      arrived during the turn; a client whose output still unsent passes
+ *      --sendq is dropped (measured after the socket took what it could, so
+ *      a burst that a reading client takes at once drops nobody);
  *   5. close the clients that left, and queue the "left" notices.
  *
  * A broadcast line is formatted once, into a reference-counted immutable
@@ -750,26 +752,34 @@ void Server::irc_privmsg(Client& c, std::string_view command, std::string_view t
 
 // ---- Output -------------------------------------------------------------------------
 
-/// Queues @p message for @p c; it goes out in this turn's flush. A client
-/// whose queue would pass --sendq is not reading: it is dropped, so one
-/// stalled reader can neither block the room nor grow our memory.
+/// Queues @p message for @p c; it goes out in this turn's flush. Nothing
+/// is written here: the socket may be full, and writing now would block the
+/// client whose line we are handling, or the whole room.
 void Server::send_to(Client& c, const Message& message) {
     if (c.leaving) return;
-    if (c.output_bytes + message->size() > static_cast<size_t>(limits_.sendq)) {
-        leave(c, "sendq exceeded", false);
-        return;
-    }
+    //@hole 1 Queue the output
+    //@ Handling alice's line makes output for bob, whose socket may be full right now.
+    //@ Where does that output wait, in what order, and how does this turn's flush
+    //@ find bob once, however many messages he got? What does the flush need to
+    //@ know to start at the right byte, and to tell an empty queue at a glance?
     c.output.push_back(message);
     c.output_bytes += message->size();
     if (!c.dirty) {
         c.dirty = true;
         dirty_.push_back(&c);
     }
+    //@end
 }
 
-/// Sends an event to every room member but @p except. Each form of the line
-/// (text, IRC) is built once and shared.
+/// Sends an event to every room member but @p except: text users get
+/// @p text_line, IRC users @p irc_line.
 void Server::broadcast(Client* except, const std::string& text_line, const std::string& irc_line) {
+    //@hole 3 One message, many queues
+    //@ A line for the room goes to every member but @p except, in the member's own
+    //@ form, and not to clients that have no nick yet or have left the channel. With
+    //@ 1,000 members, how many times do you format each form, and how many copies of
+    //@ it exist while 1,000 queues wait to send it?
+    // Each form is built once, on first use, and every queue shares it.
     Message text, irc;
     for (const auto& [key, member] : nicks_) {
         if (member == except || !member->in_room) continue;
@@ -781,11 +791,21 @@ void Server::broadcast(Client* except, const std::string& text_line, const std::
             send_to(*member, text);
         }
     }
+    //@end
 }
 
-/// One sendmsg() with everything queued (up to kMaxIov messages): a writev
-/// that hands the kernel the shared buffers themselves, no copying.
+/// Writes what is queued for @p c, once per loop turn, then checks the
+/// client against --sendq and updates its epoll interest.
 void Server::flush(Client& c) {
+    //@hole 2 One write per client per turn
+    //@ Everything this turn queued for @p c goes out in ONE system call. How do you
+    //@ hand the kernel several queued messages without copying them into one buffer?
+    //@ The socket may take only part of them, or nothing (EAGAIN): what do you
+    //@ remember so that the next flush starts at the right byte? Which errors mean
+    //@ the client is gone, and why must the call never raise SIGPIPE? Once the
+    //@ queue is empty, what memory does an idle client give back?
+    // One sendmsg() with everything queued (up to kMaxIov messages): a writev
+    // that hands the kernel the shared buffers themselves, no copying.
     if (c.output_bytes > 0) {
         iovec iov[kMaxIov];
         int count = 0;
@@ -829,6 +849,21 @@ void Server::flush(Client& c) {
             c.output_head = 0;
         }
     }
+    //@end
+    //@hole 4 When is a client too slow?
+    //@ A client that stops reading must not grow our memory without end: past
+    //@ --sendq (limits_.sendq) it is dropped with leave(c, "sendq exceeded", false).
+    //@ Which bytes count against the limit: those this turn queued, or those still
+    //@ unsent once the socket has had its chance? Think of a member who reads
+    //@ everything while the whole room pastes at once (Redis asks the same question
+    //@ of its client-output-buffer-limit).
+    // Measured after the socket took what it could: a burst queued within one
+    // turn that a reading client takes at once drops nobody.
+    if (c.output_bytes > static_cast<size_t>(limits_.sendq)) {
+        leave(c, "sendq exceeded", false);
+        return;
+    }
+    //@end
     update_interest(c);
 }
 
@@ -869,6 +904,11 @@ void Server::close_leavers() {
         std::vector<Client*> leaving;
         leaving.swap(leavers_);
         for (Client* c : leaving) {
+            //@hole 5 Leaving at the end of the turn
+            //@ The client is closed here, after every event of this turn was handled,
+            //@ never in the middle of the turn: why? Before its socket closes, what do
+            //@ the nick table and the room need to hear? Telling the room may make more
+            //@ clients leave: which loop here takes care of them?
             if (c->registered()) {
                 nicks_.erase(fold(c->nick));
                 if (c->in_room && !shutting_down_) {
@@ -878,6 +918,7 @@ void Server::close_leavers() {
                               irc_prefix(*c) + " QUIT :" + reason);
                 }
             }
+            //@end
             int fd = c->fd.get();
             clients_[fd].reset();  // closes the socket; close() also removes it from epoll
             --client_count_;
@@ -890,6 +931,10 @@ void Server::close_leavers() {
 /// SIGINT/SIGTERM arrive here as a readable signalfd, in the middle of the
 /// loop like any other event: no async-signal-safety puzzles.
 void Server::on_signal() {
+    //@hole 7
+    //@ (TODO 7) A stop signal arrived. What does every client get before the server
+    //@ goes, what stops (new connections, reading), and who closes each client once
+    //@ its goodbye is out (look at the end of run())? A second signal changes nothing.
     signalfd_siginfo info{};
     if (read(signals_.get(), &info, sizeof info) != sizeof info) return;
     if (shutting_down_) return;
@@ -902,6 +947,7 @@ void Server::on_signal() {
         send_to(*slot, shutting_down_message_);
         update_interest(*slot);  // stop reading: we only flush from now on
     }
+    //@end
 }
 
 /**
@@ -926,6 +972,12 @@ bool Server::take_line_credit(Client& c, Clock::time_point now) {
 /// an event) when no timer is due. An idle server makes no system calls.
 int Server::next_timeout_ms(Clock::time_point now) const {
     if (!dirty_.empty() || !leavers_.empty()) return 0;
+    //@hole 6 Timers that cost nothing while idle
+    //@ epoll_wait's timeout is the only clock this loop has. Which deadlines can be
+    //@ due (the longest-idle client's, a throttled client's resume_at, shutdown's)?
+    //@ How long may the loop sleep, rounded which way, and when may it sleep forever?
+    //@ Why not wake every 100 ms and look, as this stub does?
+    //@stub return 100;
     Clock::time_point next = Clock::time_point::max();
     if (shutting_down_) {
         next = shutdown_deadline_;
@@ -939,10 +991,15 @@ int Server::next_timeout_ms(Clock::time_point now) const {
     // Round up: waking a little early would only spin until the timer is due.
     auto wait = std::chrono::ceil<milliseconds>(next - now).count();
     return static_cast<int>(std::min<long long>(wait, 60 * 60 * 1000));
+    //@end
 }
 
 void Server::fire_timers(Clock::time_point now) {
     if (shutting_down_) return;
+    //@hole 6
+    //@ (TODO 6) Which clients have been silent for limits_.idle_timeout seconds? The
+    //@ front of by_last_heard_ is the one heard from longest ago. Each gets
+    //@ "ERROR :idle timeout" before it leaves ("idle timeout").
     if (limits_.idle_timeout > 0) {
         while (!by_last_heard_.empty() &&
                by_last_heard_.front()->last_heard + seconds(limits_.idle_timeout) <= now) {
@@ -954,6 +1011,7 @@ void Server::fire_timers(Clock::time_point now) {
             leave(c, "idle timeout", true);  // also takes it off by_last_heard_
         }
     }
+    //@end
     std::vector<Client*> due;
     for (Client* c : throttled_)
         if (c->resume_at <= now) due.push_back(c);
@@ -986,6 +1044,13 @@ int main(int argc, char** argv) {
              &irc_port, -1, 65535},
         });
 
+    //@hole 7 Signals through the event loop
+    //@ SIGINT and SIGTERM must stop the server cleanly: every client told, output
+    //@ flushed. A signal handler may touch almost nothing (not the client table), and
+    //@ by default these signals kill the process on the spot. How can a signal become
+    //@ one more readable fd in the loop (the idea of stage 06's self-pipe)? Server
+    //@ watches `signals` and calls on_signal() when it is readable.
+    //@stub muxlab::Fd signals;
     // Block SIGINT and SIGTERM and receive them through a signalfd instead:
     // they become one more readable fd in the event loop (notes/09-chat-room.md).
     sigset_t stop_signals;
@@ -1001,6 +1066,7 @@ int main(int argc, char** argv) {
         muxlab::log_errno("signalfd");
         return 1;
     }
+    //@end
 
     muxlab::Fd listener = muxlab::listen_tcp(options, true);
     muxlab::Fd irc_listener;

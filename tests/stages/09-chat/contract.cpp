@@ -10,6 +10,7 @@
  */
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,10 +20,12 @@
 #include <iterator>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "harness/battery.hpp"
+#include "harness/event_loop.hpp"
 
 namespace muxlab::test {
 namespace {
@@ -134,6 +137,24 @@ std::optional<long> data_kib(pid_t pid) {
     return std::strtol(field->c_str(), nullptr, 10);
 }
 
+/**
+ * What the server's side of @p c looks like when nothing came back: never
+ * accepted, or accepted with output waiting to be written (its socket is
+ * watched for EPOLLOUT), or accepted with nothing queued at all. Empty when
+ * /proc cannot say.
+ */
+std::string output_report(ServerProcess& server, const Client& c) {
+    auto list = interest_list(server);
+    if (!list || !list->has_epoll) return queue_report(server, {});
+    auto found = list->clients.find(c.local_port());
+    if (found == list->clients.end()) return queue_report(server, {});
+    if (found->second & EPOLLOUT)
+        return "\n  the server accepted " + c.name() + " and watches its socket for EPOLLOUT (output is "
+               "queued for it) but wrote nothing: the queued message never reaches the socket";
+    return "\n  the server accepted " + c.name() + " and wrote nothing, and no output waits for it "
+           "(its socket is not watched for EPOLLOUT): nothing was queued";
+}
+
 // ---- the fixture -----------------------------------------------------------------------
 
 class ChatTest : public ServerTest {
@@ -176,15 +197,27 @@ TEST(ChatStart, HelpAndBadOptions) {
 
 TEST_F(Chat, Welcome) {
     Client alice = connect("alice");
-    EXPECT_TRUE(alice.expect_line(kWelcome))
-        << "\n  hint: as soon as a client connects, send it " << printable(std::string(kWelcome) + "\n");
+    AssertionResult greeted = alice.expect_line(kWelcome);
+    if (greeted) return;
+    bool silent = std::string(greeted.message()).find("nothing complete arrived") != std::string::npos;
+    std::string seen = silent ? output_report(server(), alice) : "";
+    EXPECT_TRUE(greeted) << seen << "\n  hint: "
+                  << (seen.find("EPOLLOUT (output is queued") != std::string::npos
+                          ? "the welcome is queued when a client is accepted; write what is queued in the "
+                            "turn's flush (one sendmsg per client), and keep EPOLLOUT for what the socket "
+                            "did not take"
+                          : "as soon as a client connects, queue it " +
+                                printable(std::string(kWelcome) + "\n") +
+                                " (its output queue), and put the client on this turn's flush list")
+                  << context();
 }
 
 TEST_F(Chat, NickRegistersAndAnnounces) {
     Client alice = join("alice");
     Client bob = join("bob");
     EXPECT_TRUE(alice.expect_line("-!- bob joined"))
-        << "\n  hint: when bob takes his first nick, everyone else gets \"-!- bob joined\"";
+        << "\n  hint: when bob takes his first nick, everyone else gets \"-!- bob joined\": a broadcast queues "
+           "the line for every other member of the room";
     std::vector<std::string> before;
     ASSERT_TRUE(ping(bob, "b", &before));
     EXPECT_TRUE(before.empty()) << "bob got " << printable(before.empty() ? "" : before[0])
@@ -265,9 +298,19 @@ TEST_F(Chat, NickFreedOnDisconnect) {
     Client bob = join("bob");
     ASSERT_TRUE(alice.expect_line("-!- bob joined"));
     alice.close();
-    EXPECT_TRUE(bob.expect_line("-!- alice left (connection closed)"))
-        << "\n  hint: when read() returns 0 (or an error), tell the others \"-!- NICK left (connection closed)\"";
-    Client again = join("alice");  // join() checks the welcome
+    ASSERT_TRUE(bob.expect_line("-!- alice left (connection closed)"))
+        << "\n  alice closed her connection and bob got no notice"
+        << "\n  hint: read() returning 0 (or an error) makes a client leave; when a leaver is closed at the end "
+           "of the turn, tell the others \"-!- NICK left (connection closed)\"";
+    // A newcomer first: were alice's nick kept, pointing to her freed client,
+    // the newcomer's client could take that memory and, with it, the nick.
+    Client newcomer = arrive("newcomer");
+    Client again = arrive("again");
+    ASSERT_TRUE(again.send("/nick alice\n"));
+    EXPECT_TRUE(again.expect_line("-!- welcome alice"))
+        << "\n  alice left, and a new client asked for her nick"
+        << "\n  hint: the nick of a client that left is free again: when a leaver is closed at the end of "
+           "the turn, take its nick out of the nick table";
     EXPECT_TRUE(bob.expect_line("-!- alice joined")) << "\n  hint: the nick of a client that left is free again";
 }
 
@@ -629,6 +672,64 @@ TEST_F(ChatLimits, SendqDropsStoppedReader) {
     EXPECT_TRUE(alice.expect_closed(Millis(100))) << "\n  hint: close the dropped client's socket";
 }
 
+// The whole room pastes at once, and every member reads. The burst each
+// member is owed passes --sendq when it is queued, but the socket takes part
+// of it at once: what stays unsent is under the limit, so nobody is dropped.
+TEST_F(ChatLimits, BurstToReadersDropsNobody) {
+    MUXLAB_REQUIRE_PROC();
+    constexpr int kMembers = 10, kLines = 15;
+    const std::string text(480, 'x');
+    // Each relayed line is "<mK> NN xxx...\n": 5 + 3 + 480 + 1 bytes.
+    const size_t owed = (kMembers - 1) * kLines * (5 + 3 + text.size() + 1);
+    const size_t sendq = owed - 2000;  // over the limit by what any socket takes at once
+    MUXLAB_RESTART(with_args({"--sendq", std::to_string(sendq), "--flood-lines", "1000"}));
+    std::vector<Client> members;
+    for (int i = 0; i < kMembers && !HasFailure(); ++i) members.push_back(join("m" + std::to_string(i)));
+    if (HasFailure()) return;
+    for (Client& member : members) ASSERT_TRUE(ping(member, "settled"));
+    {
+        // Paused, so that every paste is there when the server looks: one loop turn queues them all.
+        Frozen frozen(server());
+        ASSERT_TRUE(frozen.stopped()) << "could not pause the server with SIGSTOP";
+        std::string paste;
+        for (int k = 10; k < 10 + kLines; ++k) paste += std::to_string(k) + " " + text + "\n";
+        std::set<unsigned> ports;
+        for (Client& member : members) {
+            ASSERT_TRUE(member.send(paste));
+            ports.insert(member.local_port());
+        }
+        bool all_there = eventually(answer_limit(), [&] {
+            unsigned long unread = 0;
+            for (const proc::TcpSocket& socket : proc::tcp_sockets(server().pid()))
+                if (socket.local_port == endpoint().port && ports.count(socket.remote_port)) unread += socket.rx_queue;
+            return unread >= kMembers * paste.size();
+        });
+        ASSERT_TRUE(all_there) << "the pastes did not all reach the paused server's sockets";
+    }
+    std::string hint = "\n  hint: each member was owed " + std::to_string(owed) + " bytes in one loop turn, over "
+                       "--sendq " + std::to_string(sendq) + ", but its socket takes part of that at once: measure "
+                       "--sendq against what is still unsent after the turn's flush tried the socket, not when "
+                       "a message is queued";
+    for (Client& member : members) {
+        std::vector<std::string> lines;
+        AssertionResult answered = ping(member, "after", &lines, answer_limit() * 2);
+        ASSERT_TRUE(answered) << "\n  " << kMembers << " members each pasted " << kLines << " lines at once, "
+                              << "and every member was reading: was " << member.name() << " dropped?" << hint
+                              << context();
+        int relayed = 0;
+        for (const std::string& line : lines) {
+            bool dropped = line.find("left (sendq exceeded)") != std::string::npos;
+            ASSERT_FALSE(dropped) << kMembers << " members each pasted " << kLines << " lines at once, and every "
+                                  << "member was reading; " << member.name() << " got " << printable(line) << hint;
+            if (line[0] == '<') ++relayed;
+        }
+        EXPECT_EQ(relayed, (kMembers - 1) * kLines)
+            << member.name() << " got " << relayed << " of the " << (kMembers - 1) * kLines
+            << " lines the others pasted\n  hint: every member reads, so every line reaches every other member"
+            << context();
+    }
+}
+
 TEST_F(ChatLimits, MaxUsers) {
     MUXLAB_RESTART(with_args({"--max-users", "3"}));
     Client a = arrive("a");
@@ -915,7 +1016,10 @@ TEST_F(ChatIrc, JoinLobby) {
 TEST_F(ChatIrc, TextAndIrcShareRoom) {
     Client alice = join("alice");
     Client carol = irc_user("carol");
-    ASSERT_TRUE(alice.expect_line("-!- carol joined"));
+    ASSERT_TRUE(alice.expect_line("-!- carol joined"))
+        << "\n  carol joined #lobby on the IRC port; alice is a text user in the same room"
+        << "\n  hint: text users and IRC users are in one room: a broadcast goes to every member, whatever "
+           "protocol each speaks (each in its own form)";
     ASSERT_TRUE(alice.send("hello irc\n"));
     std::string line;
     ASSERT_TRUE(irc_expect(carol, "PRIVMSG", "#lobby", &line))
