@@ -21,6 +21,7 @@
 
 #include "harness/battery.hpp"
 #include "harness/event_loop.hpp"
+#include "harness/tcp_window.hpp"
 
 namespace muxlab::test {
 namespace {
@@ -222,16 +223,26 @@ TEST_F(EpollEt, BurstFullyRead) {
     std::vector<Client> clients = connect_served(1, "alice");
     ASSERT_FALSE(HasFailure());
     Client& alice = clients.front();
-    // While the server is paused, alice sends what the kernel will buffer (far
-    // more than one read() takes, and more than a fair share); the server
-    // resumes to a single edge. She sends nothing more until all of it is
-    // back: no later arrival raises an edge that would cover a mistake.
+    // First 2 MiB in rounds of 64 KiB: the kernel grows the server's receive
+    // window as the server reads (to several hundred KiB).
+    std::string round = binary_payload(64 << 10, 12);
+    for (int i = 0; i < 32; ++i) {
+        ASSERT_TRUE(alice.send(round)) << "\n  the server stopped reading alice" << left_behind(server(), clients);
+        ASSERT_TRUE(alice.expect(round)) << "\n  (alice sends 64 KiB and waits for its echo, 32 times)"
+                                         << left_behind(server(), clients) << context();
+    }
+    // While the server is paused, alice sends exactly what its receive window
+    // takes (far more than one read() takes, and more than a fair share): all
+    // of it sits in the server's socket, none in hers, and the server resumes
+    // to a single edge. She sends nothing more until all of it is back: no
+    // later arrival raises an edge that would cover a mistake.
     std::string burst = binary_payload(1 << 20, 13);
     size_t queued = 0;
     {
         Frozen frozen(server());
         ASSERT_TRUE(frozen.stopped()) << "could not pause the server with SIGSTOP";
-        queued = alice.send_some(burst);
+        size_t window = peer_receive_window(alice.fd()).value_or(64 << 10);
+        queued = alice.send_some(std::string_view(burst).substr(0, std::min(window, burst.size())));
     }
     auto report = [&](const std::string& what) {
         auto idle = proc::idle_syscall(server().pid(), server().pid(), quiet_window() * 3);
