@@ -3,9 +3,12 @@
  * @brief Stage 01 contract: an iterative echo server (one client at a time,
  *        one process, one thread, blocking calls).
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/syscall.h>
 
 #include "harness/battery.hpp"
+#include "harness/event_loop.hpp"
 
 namespace muxlab::test {
 namespace {
@@ -30,13 +33,65 @@ TEST_F(Iterative, StopsOnSigterm) { battery::sigterm_stops(server()); }
 
 TEST_F(Iterative, EchoesLine) { battery::echoes_line(endpoint()); }
 TEST_F(Iterative, EchoesBinary) { battery::echoes_binary(endpoint()); }
-TEST_F(Iterative, EchoesDripFed) { battery::echoes_drip_fed(endpoint()); }
+TEST_F(Iterative, EchoesDripFed) {
+    Client alice = connect("alice");
+    std::string message = "one byte at a time\n";
+    battery::drip(alice, message);
+    ASSERT_FALSE(HasFatalFailure())
+        << "\n  hint: alice sends one byte at a time and the server closed the connection after the "
+           "first of them: one read() returns what has arrived so far, perhaps a single byte; keep "
+           "reading until read() returns 0";
+    EXPECT_TRUE(alice.expect(message))
+        << "\n  hint: TCP delivers a byte stream, not messages: one read() may return a single byte";
+}
 TEST_F(Iterative, PipelinedLines) { battery::pipelined_lines(endpoint()); }
 TEST_F(Iterative, MegabyteBurst) { battery::megabyte_burst(endpoint()); }
 TEST_F(Iterative, HalfClose) { battery::half_close(endpoint()); }
 TEST_F(Iterative, SequentialClients) { battery::sequential_clients(endpoint()); }
 TEST_F(Iterative, SurvivesReset) { battery::survives_reset(server()); }
 TEST_F(Iterative, ShortSessionsNoFdGrowth) { battery::short_sessions_no_fd_growth(server()); }
+
+// SurvivesReset resets a connection the server is writing to: its next write
+// fails with ECONNRESET, which raises no signal. A client that half-closed
+// first is different: its socket on the server's side is in CLOSE_WAIT, the
+// RST turns the next write into EPIPE, and EPIPE comes with SIGPIPE. So a
+// server that leaves SIGPIPE at its default action dies here even if it
+// gives up on the client at its first failed write. The server is frozen
+// while the client sends, half-closes and resets, so that its next write
+// comes after all three, every time.
+TEST_F(Iterative, SurvivesResetAfterHalfClose) {
+    MUXLAB_REQUIRE_PROC();
+    auto tcp_state = [](const Client& client) {
+        tcp_info info{};
+        socklen_t size = sizeof info;
+        return getsockopt(client.fd(), IPPROTO_TCP, TCP_INFO, &info, &size) == 0 ? info.tcpi_state : -1;
+    };
+    {
+        Client rude = connect("rude");
+        ASSERT_TRUE(rude.send("hello\n"));
+        ASSERT_TRUE(rude.expect("hello\n"));  // the server serves rude: it waits in read()
+        Frozen frozen(server());
+        if (!frozen.stopped()) GTEST_SKIP() << "could not stop the server with SIGSTOP";
+        ASSERT_TRUE(rude.send("bye\n"));
+        rude.shutdown_write();
+        // The kernel acknowledges the FIN for the stopped server (CLOSE_WAIT on its side).
+        bool acknowledged = eventually(answer_limit(), [&] { return tcp_state(rude) == TCP_FIN_WAIT2; });
+        if (!acknowledged) GTEST_SKIP() << "the server's kernel never acknowledged the half-close";
+        rude.reset();  // RST in CLOSE_WAIT: the server's next write fails with EPIPE
+    }  // the server resumes: it reads "bye\n" and echoes it to a connection that is gone
+    Client polite = connect("polite");
+    ASSERT_TRUE(polite.send("still there?\n"));
+    bool answered = polite.expect("still there?\n");
+    auto exit = server().wait_exit(Millis(0));
+    ASSERT_FALSE(exit.has_value())
+        << "a client sent a line, half-closed (shutdown SHUT_WR) and aborted with RST before the "
+           "server echoed the line; the server "
+        << exit->describe()
+        << ".\n  hint: after a half-close, the reset makes the next write fail with EPIPE, and EPIPE "
+           "raises SIGPIPE, which kills the process: checking write()'s result is not enough; send "
+           "with MSG_NOSIGNAL (muxlab::write_all does) or ignore SIGPIPE" << context();
+    EXPECT_TRUE(answered) << "after one client aborted with RST, the next client was not served" << context();
+}
 
 // ---- the model: iterative, blocking ----------------------------------------------
 
@@ -63,7 +118,10 @@ TEST_F(Iterative, IdleInAccept) {
     EXPECT_EQ(tasks.size(), 1u) << "the server runs " << tasks.size()
                                 << " threads; stage 01 is one process with one thread";
     auto idle = proc::idle_syscall(server().pid(), server().pid());
-    ASSERT_TRUE(idle.has_value()) << "the idle server never settled in a system call (busy loop?)";
+    ASSERT_TRUE(idle.has_value())
+        << "the idle server never settled in a system call: it keeps running on the CPU (a busy loop?)."
+           "\n  hint: with no client, an iterative server sleeps in a blocking accept(); a "
+           "non-blocking listener polled in a loop burns a whole CPU";
     EXPECT_TRUE(*idle == SYS_accept || *idle == SYS_accept4)
         << "with no client, the server waits in " << proc::syscall_name(*idle)
         << "; an iterative server waits in accept() (see /proc/" << server().pid() << "/syscall)";
