@@ -77,8 +77,9 @@ protected:
                 ASSERT_TRUE(group[i]->read_line(&line))
                     << group[i]->name() << " never received \"" << *due.begin() << "\"" << context();
                 ASSERT_EQ(line.rfind("sync ", 0), 0u)
-                    << group[i]->name() << " received \"" << printable(line) << "\", which nobody sent"
-                    << context();
+                    << group[i]->name() << " received \"" << printable(line) << "\", which nobody sent."
+                    << "\n  hint: a garbled line means two threads touched one client's outgoing bytes "
+                       "at once (its socket or its queue): that needs the client's own lock" << context();
                 due.erase(line);
             }
         }
@@ -290,6 +291,11 @@ TEST_F(Threads, ManySendersLinesStayWhole) {
     constexpr int kClients = 6;
     constexpr int kLines = 150;
     std::vector<Client> clients = connect_all(kClients, "client");
+    auto exit = server().wait_exit(Millis(0));
+    ASSERT_FALSE(exit.has_value())
+        << "while " << kClients << " clients joined and said hello, the server " << (exit ? exit->describe() : "")
+        << ".\n  hint: several threads hand lines to the same client at once: its queue needs the "
+           "client's own lock" << context();
     ASSERT_FALSE(HasFatalFailure());
     std::vector<std::string> problems(kClients);
     std::vector<std::thread> workers;
@@ -446,8 +452,10 @@ TEST_F(Threads, ThreadsGrowWithClients) {
     size_t now = 0;
     bool grown = eventually(answer_limit(), [&] { return (now = thread_count()) >= baseline + 10; });
     EXPECT_TRUE(grown) << "with 10 clients connected the server runs " << now << " threads (" << baseline
-                       << " with none); stage 03 gives every client at least one thread of its own (a fixed pool "
-                          "of threads leaves every client beyond its size unserved)";
+                       << " with none); stage 03 gives every client at least one thread of its own"
+                       << (now > baseline ? ": a fixed pool of threads leaves every client beyond its size "
+                                            "unserved"
+                                          : ": start a std::thread for each accepted client");
     auto tree = proc::process_tree(server().pid());
     EXPECT_EQ(tree.size(), 1u) << "the server has " << tree.size() - 1
                                << " child processes; stage 03 uses threads, not processes";
