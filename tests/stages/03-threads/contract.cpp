@@ -7,6 +7,7 @@
  * and whole, to every other connected client; the sender gets nothing back.
  */
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 
 #include <algorithm>
@@ -21,6 +22,11 @@
 
 namespace muxlab::test {
 namespace {
+
+/// The hint for a server that closes a connection it should be serving.
+const char* const kServeHint =
+    "\n  hint: each client must be served on a thread of its own for as long as it stays connected; "
+    "its connection stays open until it leaves";
 
 class Threads : public ServerTest {
 protected:
@@ -52,7 +58,7 @@ protected:
             Deadline deadline(answer_limit());
             auto everyone = [&] { return std::count(heard.begin(), heard.end(), false) == 0; };
             while (!everyone() && !deadline.expired()) {
-                ASSERT_TRUE(group[sender]->send(tag + "\n"));
+                ASSERT_TRUE(group[sender]->send(tag + "\n")) << kServeHint << context();
                 Deadline round(Millis(200));
                 for (size_t i = 0; i < group.size(); ++i) {
                     std::string line;
@@ -60,11 +66,21 @@ protected:
                         heard[i] = line == tag;
                 }
             }
-            for (size_t i = 0; i < group.size(); ++i)
-                ASSERT_TRUE(heard[i]) << group[sender]->name() << " sent \"" << tag << "\" for "
-                                      << answer_limit().count() << " ms and " << group[i]->name()
-                                      << " never received it.\n  hint: every line a client sends "
-                                         "goes to every other connected client" << context();
+            for (size_t i = 0; i < group.size(); ++i) {
+                const Client* closed = closed_by_server(*group[i])        ? group[i]
+                                       : closed_by_server(*group[sender]) ? group[sender]
+                                                                          : nullptr;
+                if (closed) {
+                    ASSERT_TRUE(heard[i]) << "the server closed " << closed->name() << "'s connection, "
+                                          << "which it never used to relay a line." << kServeHint << context();
+                }
+                ASSERT_TRUE(heard[i])
+                    << group[sender]->name() << " sent \"" << tag << "\" for " << answer_limit().count()
+                    << " ms and " << group[i]->name() << " never received it."
+                    << "\n  hint: every line a client sends goes to every other connected client: each "
+                       "client must be in the shared list of clients while it is connected, and a line "
+                       "goes to every client in that list but its sender" << context();
+            }
         }
         for (size_t sender = 0; sender < 2; ++sender)
             ASSERT_TRUE(group[sender]->send("sync done " + std::to_string(sender) + "\n"));
@@ -86,6 +102,13 @@ protected:
     }
 
     size_t thread_count() { return proc::threads(server().pid()).size(); }
+
+    /// True when the server has closed @p client's connection (end-of-file waits for it).
+    static bool closed_by_server(const Client& client) {
+        if (!client.unread().empty()) return false;
+        char byte;
+        return recv(client.fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+    }
 };
 
 /// A recognisable line: who sent it, its number, and a body whose content
