@@ -58,7 +58,7 @@ protected:
             Deadline deadline(answer_limit());
             auto everyone = [&] { return std::count(heard.begin(), heard.end(), false) == 0; };
             while (!everyone() && !deadline.expired()) {
-                ASSERT_TRUE(group[sender]->send(tag + "\n")) << kServeHint << context();
+                ASSERT_TRUE(group[sender]->send(tag + "\n")) << crash_or(kServeHint) << context();
                 Deadline round(Millis(200));
                 for (size_t i = 0; i < group.size(); ++i) {
                     std::string line;
@@ -72,14 +72,16 @@ protected:
                                                                           : nullptr;
                 if (closed) {
                     ASSERT_TRUE(heard[i]) << "the server closed " << closed->name() << "'s connection, "
-                                          << "which it never used to relay a line." << kServeHint << context();
+                                          << "which it never used to relay a line." << crash_or(kServeHint)
+                                          << context();
                 }
                 ASSERT_TRUE(heard[i])
                     << group[sender]->name() << " sent \"" << tag << "\" for " << answer_limit().count()
                     << " ms and " << group[i]->name() << " never received it."
                     << "\n  hint: every line a client sends goes to every other connected client: each "
-                       "client must be in the shared list of clients while it is connected, and a line "
-                       "goes to every client in that list but its sender" << context();
+                       "client must be in the shared list of clients while it is connected (threads "
+                       "join, leave and walk that list at once: it needs a lock), and a line goes to "
+                       "every client in that list but its sender" << context();
             }
         }
         for (size_t sender = 0; sender < 2; ++sender)
@@ -106,6 +108,15 @@ protected:
     }
 
     size_t thread_count() { return proc::threads(server().pid()).size(); }
+
+    /// @p hint, or, when the server has died, what killed it and the hint for a crash while clients join.
+    std::string crash_or(const char* hint) {
+        auto exit = server().wait_exit(Millis(0));
+        if (!exit) return hint;
+        return "\n  the server " + exit->describe() + " while clients joined and lines were relayed."
+               "\n  hint: the threads that join, leave and relay share state: a lock must guard the "
+               "shared list of clients, and each client's outgoing queue needs the client's own lock";
+    }
 
     /// True when the server has closed @p client's connection (end-of-file waits for it).
     static bool closed_by_server(const Client& client) {
@@ -413,8 +424,42 @@ TEST_F(Threads, StalledReaderDoesNotFreezeOthers) {
 }
 
 TEST_F(Threads, ChurnWhileRelaying) {
+    // First a crowd joins, then three steady clients, so that the steady ones
+    // sit at the end of the server's client list. The crowd then leaves, one
+    // client per batch of lines alice sends: each leave shifts the list while
+    // a thread walks it to relay, and a walk the list's lock does not guard
+    // skips a steady client or visits one twice.
+    constexpr int kCrowd = 100;
+    std::vector<Client> crowd = connect_all(kCrowd, "visitor");
+    ASSERT_FALSE(HasFatalFailure());
     std::vector<Client> clients = connect_all(3, "steady");
     ASSERT_FALSE(HasFatalFailure());
+    const char* const kListHint =
+        "\n  hint: a line lost, repeated or garbled while clients come and go: guard the shared list "
+        "of clients with a lock (a std::shared_mutex: shared to relay, exclusive to join or leave)";
+    for (int round = 0; round < kCrowd; ++round) {
+        std::string batch;
+        for (int n = 0; n < 20; ++n) batch += "round " + std::to_string(round) + " line " + std::to_string(n) + "\n";
+        bool sent = clients[0].send(batch);
+        crowd[round].close();
+        auto exit = server().wait_exit(Millis(0));
+        ASSERT_FALSE(exit.has_value()) << "while " << round + 1 << " of " << kCrowd << " clients left one "
+                                       << "by one, the server " << (exit ? exit->describe() : "") << "."
+                                       << kListHint << context();
+        ASSERT_TRUE(sent) << kListHint << context();
+        for (int n = 0; n < 20; ++n) {
+            std::string expected = "round " + std::to_string(round) + " line " + std::to_string(n);
+            for (int who = 1; who <= 2; ++who) {
+                std::string line;
+                ASSERT_TRUE(clients[who].read_line(&line))
+                    << clients[who].name() << " never received \"" << expected << "\" while clients of "
+                    << "the crowd left one by one." << kListHint << context();
+                ASSERT_TRUE(line == expected)
+                    << clients[who].name() << " expected \"" << expected << "\", got \"" << printable(line)
+                    << "\" while clients of the crowd left one by one." << kListHint << context();
+            }
+        }
+    }
     // Two threads connect and disconnect clients as fast as they can (some
     // say a line first) while the steady clients talk: the client list
     // changes under the threads that relay.
@@ -459,8 +504,7 @@ TEST_F(Threads, ChurnWhileRelaying) {
                     EXPECT_TRUE(line == numbered_line(0, n))
                         << clients[who].name() << " expected line #" << n << " of round " << round + 1
                         << ", got \"" << printable(line) << "\" while " << churned << " clients came and "
-                        << "went.\n  hint: a line lost, repeated or garbled while the list of clients "
-                           "changes: guard the shared client list with a lock" << context();
+                        << "went." << kListHint << context();
                     ok = false;
                 }
             }
@@ -472,12 +516,11 @@ TEST_F(Threads, ChurnWhileRelaying) {
     auto exit = server().wait_exit(Millis(0));
     EXPECT_FALSE(exit.has_value())
         << "while " << churned << " clients came and went, the server " << (exit ? exit->describe() : "")
-        << ".\n  hint: the client list is shared by every thread: joining and leaving change it "
-           "while other threads walk it to relay a line. Guard it with a lock (a std::shared_mutex: "
-           "shared to relay, exclusive to join or leave)" << context();
+        << ".\n  hint: the list of clients is shared by every thread: joining and leaving change it "
+           "while other threads walk it to relay a line. Guard the shared list of clients with a lock "
+           "(a std::shared_mutex: shared to relay, exclusive to join or leave)" << context();
     EXPECT_TRUE(ok) << "the steady clients stopped receiving each other's lines while " << churned
-                    << " clients came and went.\n  hint: guard the shared client list with a lock"
-                    << context();
+                    << " clients came and went." << kListHint << context();
 }
 
 // ---- the model: threads, no readiness API ---------------------------------------------
