@@ -19,6 +19,11 @@ namespace {
 
 /// Echoes bytes from @p client back to it until the client closes its side.
 void echo_until_closed(int client) {
+    //@hole 2 Echo until the client is done
+    //@ read() returns a count, 0 or -1. What does each one mean for this client, and
+    //@ which bytes go back? Can one read() hold less than the client wrote, or more?
+    //@ What can a write() do besides write everything, and what happens to the whole
+    //@ server when it writes to a client that has reset the connection?
     char buffer[16 * 1024];
     for (;;) {
         // read() blocks until at least one byte has arrived. It may return
@@ -39,6 +44,7 @@ void echo_until_closed(int client) {
             return;
         }
     }
+    //@end
 }
 
 }  // namespace
@@ -50,6 +56,12 @@ int main(int argc, char** argv) {
     muxlab::announce(listener.get());
 
     for (;;) {
+        //@hole 1 Accept a client
+        //@ The listening socket only queues connections. Which call takes the next one
+        //@ (and sleeps until there is one), and what does it give you to hand to
+        //@ echo_until_closed()? Who closes that socket, and when? Which of its errors
+        //@ are a reason to stop the server?
+        //@stub pause();  // stands in for the wait for a client: remove it
         // accept() blocks until a client has connected, then returns a new
         // socket for that one client; the listener keeps listening.
         muxlab::Fd client(accept(listener.get(), nullptr, nullptr));
@@ -63,5 +75,6 @@ int main(int argc, char** argv) {
         echo_until_closed(client.get());
         // `client` goes out of scope here: its destructor closes the socket,
         // which sends FIN, and the client sees end-of-file.
+        //@end
     }
 }

@@ -73,6 +73,11 @@ struct Client {
 
 /// Hands one whole line to @p to's writer thread.
 void deliver(Client& to, std::string_view line) {
+    //@hole 3 Hand a line to another client
+    //@ Several senders may hand lines to the same client at the same instant, while its
+    //@ writer thread takes them away. What guards the outbox, and for how long may you
+    //@ hold it? How does the writer learn there is work? And if the client stopped
+    //@ reading long ago (kMaxBacklog), what do you do instead of queueing forever?
     std::lock_guard<std::mutex> lock(to.mutex);
     if (to.outbox.size() + line.size() > kMaxBacklog) {
         // This client has stopped reading. Buffering forever would eat all
@@ -88,10 +93,16 @@ void deliver(Client& to, std::string_view line) {
     }
     to.outbox.append(line);
     to.outbox_ready.notify_one();
+    //@end
 }
 
 /// The writer thread: writes the outbox to the socket until the client leaves.
 void write_outbox(Client& client) {
+    //@hole 4 The writer thread
+    //@ This thread alone writes to the socket. How does it sleep until the outbox has
+    //@ something (or the client leaves) without spinning? Which lock does it hold while
+    //@ it write()s, given that a client that stops reading makes that write block for
+    //@ good? What does it do when the write fails?
     std::string batch;
     for (;;) {
         {
@@ -109,6 +120,7 @@ void write_outbox(Client& client) {
         }
         batch.clear();
     }
+    //@end
 }
 
 // ---- The registry: who is connected -----------------------------------------
@@ -128,20 +140,29 @@ void write_outbox(Client& client) {
 class Registry {
 public:
     void add(Client* client) {
+        //@hole 2 Guard the client list
+        //@ Every reader thread walks this list to relay a line, while accepting and leaving
+        //@ change it. Which lock lets many relays walk it at once, and still gives a join
+        //@ or a leave the list to itself? (add, remove and relay are all yours.)
         std::unique_lock<std::shared_mutex> lock(mutex_);
         clients_.push_back(client);
+        //@end
     }
 
     void remove(Client* client) {
+        //@hole 2
         std::unique_lock<std::shared_mutex> lock(mutex_);
         clients_.erase(std::find(clients_.begin(), clients_.end(), client));
+        //@end
     }
 
     /// Hands @p line to every client except @p sender.
     void relay(const Client* sender, std::string_view line) {
+        //@hole 2
         std::shared_lock<std::shared_mutex> lock(mutex_);
         for (Client* other : clients_)
             if (other != sender) deliver(*other, line);
+        //@end
     }
 
 private:
@@ -153,6 +174,10 @@ private:
 
 /// Reads @p client's bytes, cuts them into lines and relays each whole line.
 void relay_lines(Client& client, Registry& registry) {
+    //@hole 5 Cut the byte stream into lines
+    //@ One read() returns whatever has arrived: half a line, or three and a half. Which
+    //@ bytes can you relay now, and where does the rest wait? What ends this client?
+    //@ A client may send megabytes without a LF: how much of a line do you keep?
     std::string partial;      // bytes received after the last LF
     bool discarding = false;  // inside a line already known to be too long
     char buffer[16 * 1024];
@@ -186,11 +211,18 @@ void relay_lines(Client& client, Registry& registry) {
             discarding = true;
         }
     }
+    //@end
 }
 
 /// The thread started for each accepted client; it owns the client's socket.
 void serve_client(muxlab::Fd socket, Registry& registry) {
     Client client(std::move(socket));
+    //@hole 6 A client's life
+    //@ This thread reads; the client's writer thread writes. In what order do you start
+    //@ the writer, make the client visible to senders, relay its lines, and take it away
+    //@ again? When the client leaves, the writer may be asleep waiting for lines, or
+    //@ blocked writing to a client that stopped reading: how do you wake it in both
+    //@ cases, and why must this thread wait for it before `client` goes away?
     std::thread writer;
     try {
         writer = std::thread(write_outbox, std::ref(client));
@@ -211,6 +243,7 @@ void serve_client(muxlab::Fd socket, Registry& registry) {
     client.outbox_ready.notify_one();
     shutdown(client.socket.get(), SHUT_RDWR);
     writer.join();  // no thread outlives its client
+    //@end
 }
 
 }  // namespace
@@ -232,6 +265,11 @@ int main(int argc, char** argv) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
             continue;
         }
+        //@hole 1 A thread per client
+        //@ Each client needs a thread of its own that can block in read() while the others
+        //@ go on. How do you start one on serve_client() that owns the socket, when nobody
+        //@ will ever wait for it to end? What if no thread can be started?
+        //@stub (void)serve_client;  // until then the client is closed at once, unserved
         // The new thread owns the socket (moved into it) and ends when the
         // client leaves; detached, because nobody needs to wait for it.
         try {
@@ -241,5 +279,6 @@ int main(int argc, char** argv) {
             // thread's arguments, was closed with them. Keep serving the rest.
             std::fprintf(stderr, "cannot start a client thread: %s\n", error.what());
         }
+        //@end
     }
 }

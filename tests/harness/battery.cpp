@@ -174,6 +174,15 @@ void abort_while_server_writes(ServerProcess& server) {
     if (!frozen.stopped()) return ::testing::AssertionSuccess();  // cannot force the order: nothing to check
     rude.send("second line\n");
     rude.shutdown_write();
+    // The server's kernel acknowledges the FIN for the stopped server: its
+    // side is in CLOSE_WAIT before the RST comes.
+    auto fin_acknowledged = [&] {
+        tcp_info info{};
+        socklen_t size = sizeof info;
+        return getsockopt(rude.fd(), IPPROTO_TCP, TCP_INFO, &info, &size) == 0 && info.tcpi_state == TCP_FIN_WAIT2;
+    };
+    if (!eventually(answer_limit(), fin_acknowledged))
+        return ::testing::AssertionFailure() << "the server's kernel never acknowledged rude's half-close";
     rude.reset();
     return ::testing::AssertionSuccess();
 }

@@ -1,9 +1,13 @@
 /**
- * @file 01_iterative.cpp
+ * @file tests/stages/01-iterative/contract.cpp
  * @brief Stage 01 contract: an iterative echo server (one client at a time,
  *        one process, one thread, blocking calls).
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/syscall.h>
+
+#include <thread>
 
 #include "harness/battery.hpp"
 
@@ -28,9 +32,43 @@ TEST_F(Iterative, StopsOnSigterm) { battery::sigterm_stops(server()); }
 
 // ---- the echo contract -------------------------------------------------------------
 
-TEST_F(Iterative, EchoesLine) { battery::echoes_line(endpoint()); }
+TEST_F(Iterative, EchoesLine) {
+    Client alice = connect("alice");
+    ASSERT_TRUE(alice.send("hello, echo\n"));
+    ::testing::AssertionResult echoed = alice.expect("hello, echo\n");
+    if (echoed) return;
+    // Where did the line stop? In the listen backlog, or inside the server?
+    std::string hint = "\n  hint: accept() the client, then read from it and write the same bytes back";
+    if (proc::readable(server().pid())) {
+        bool waiting = false;
+        for (const proc::TcpSocket& socket : proc::tcp_sockets(server().pid()))
+            waiting = waiting || (socket.state == proc::kTcpListen && socket.local_port == endpoint().port &&
+                                  socket.rx_queue > 0);
+        hint = waiting ? "\n  hint: alice's connection still waits in the listen backlog: the server never "
+                         "accept()ed it. Take the next connection with accept() and serve it"
+                       : "\n  hint: the server accepted alice but did not send her line back: read() what "
+                         "the client sends and write the same bytes back, until read() returns 0";
+    }
+    EXPECT_TRUE(echoed) << hint;
+}
+
 TEST_F(Iterative, EchoesBinary) { battery::echoes_binary(endpoint()); }
-TEST_F(Iterative, EchoesDripFed) { battery::echoes_drip_fed(endpoint()); }
+TEST_F(Iterative, EchoesDripFed) {
+    Client alice = connect("alice");
+    int on = 1;
+    setsockopt(alice.fd(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);  // one segment per byte
+    std::string message = "one byte at a time\n";
+    for (size_t i = 0; i < message.size(); ++i) {
+        if (i > 0) std::this_thread::sleep_for(Millis(10));  // the scenario is a slow sender, not a wait
+        ASSERT_TRUE(alice.send(message.substr(i, 1)))
+            << "\n  hint: alice sends one byte at a time, and after " << i << " of them the server had "
+               "closed the connection: one read() returns what has arrived so far, perhaps a single "
+               "byte; keep reading until read() returns 0";
+    }
+    EXPECT_TRUE(alice.expect(message))
+        << "\n  hint: TCP delivers a byte stream, not messages: one read() may return a single byte";
+}
+
 TEST_F(Iterative, PipelinedLines) { battery::pipelined_lines(endpoint()); }
 TEST_F(Iterative, MegabyteBurst) { battery::megabyte_burst(endpoint()); }
 TEST_F(Iterative, HalfClose) { battery::half_close(endpoint()); }
@@ -63,7 +101,10 @@ TEST_F(Iterative, IdleInAccept) {
     EXPECT_EQ(tasks.size(), 1u) << "the server runs " << tasks.size()
                                 << " threads; stage 01 is one process with one thread";
     auto idle = proc::idle_syscall(server().pid(), server().pid());
-    ASSERT_TRUE(idle.has_value()) << "the idle server never settled in a system call (busy loop?)";
+    ASSERT_TRUE(idle.has_value())
+        << "the idle server never settled in a system call: it keeps running on the CPU (a busy loop?)."
+           "\n  hint: with no client, an iterative server sleeps in a blocking accept(); a "
+           "non-blocking listener polled in a loop burns a whole CPU";
     EXPECT_TRUE(*idle == SYS_accept || *idle == SYS_accept4)
         << "with no client, the server waits in " << proc::syscall_name(*idle)
         << "; an iterative server waits in accept() (see /proc/" << server().pid() << "/syscall)";

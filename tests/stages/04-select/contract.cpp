@@ -1,5 +1,5 @@
 /**
- * @file 04_select.cpp
+ * @file tests/stages/04-select/contract.cpp
  * @brief Stage 04 contract: the echo server for many clients in one process,
  *        one thread, with select().
  */

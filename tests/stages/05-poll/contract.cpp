@@ -1,5 +1,5 @@
 /**
- * @file 05_poll.cpp
+ * @file tests/stages/05-poll/contract.cpp
  * @brief Stage 05 contract: the echo server with poll(), for thousands of
  *        clients, with a client limit (`--max-clients N`).
  */

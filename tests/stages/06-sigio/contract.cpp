@@ -1,5 +1,5 @@
 /**
- * @file 06_sigio.cpp
+ * @file tests/stages/06-sigio/contract.cpp
  * @brief Stage 06 contract: the echo server for many clients, driven by
  *        SIGIO on non-blocking sockets (O_ASYNC, F_SETOWN).
  *

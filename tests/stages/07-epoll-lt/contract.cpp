@@ -1,5 +1,5 @@
 /**
- * @file 07_epoll_lt.cpp
+ * @file tests/stages/07-epoll-lt/contract.cpp
  * @brief Stage 07 contract: the echo server for many clients on one epoll
  *        instance, level-triggered, with non-blocking writes.
  *

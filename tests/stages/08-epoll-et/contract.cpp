@@ -1,5 +1,5 @@
 /**
- * @file 08_epoll_et.cpp
+ * @file tests/stages/08-epoll-et/contract.cpp
  * @brief Stage 08 contract: the stage 07 echo server with epoll
  *        edge-triggered.
  *

@@ -1,5 +1,5 @@
 /**
- * @file 09_chat.cpp
+ * @file tests/stages/09-chat/contract.cpp
  * @brief Stage 09 contract: the chat room (text protocol, limits and
  *        lifecycle, IRC port), one process and one event loop.
  *

@@ -1,5 +1,5 @@
 /**
- * @file 10_chat_client.cpp
+ * @file tests/stages/10-chat-client/contract.cpp
  * @brief Lab 10 contract: `muxlab-chat HOST PORT`, a terminal client for the
  *        chat room's text protocol that multiplexes the keyboard and the socket.
  *

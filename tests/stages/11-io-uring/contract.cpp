@@ -1,5 +1,5 @@
 /**
- * @file contract.cpp
+ * @file tests/stages/11-io-uring/contract.cpp
  * @brief Stage 11 contract: the echo server on one io_uring instance, one
  *        thread, completion-based.
  *
