@@ -104,7 +104,7 @@ grep -q '^==== carol' "$out/failures.log" || fail "failures.log"
 tests01=$("$BUILD/tests/muxlab-grade" --list --lab 01,02 | wc -l)
 [ "$(head -n 1 "$out/tests.csv")" = "student,lab,test,status,points,max,reason" ] || fail "tests.csv header"
 [ "$(wc -l < "$out/tests.csv")" = $((1 + 7 * tests01)) ] || fail "tests.csv: expected 7 x $tests01 rows"
-grep -q "^alice,$one,IterativeStart.ReadyLine,passed,5,5,\$" "$out/tests.csv" || fail "tests.csv: alice's first row"
+grep -Eq "^alice,$one,IterativeStart.ReadyLine,passed,([0-9]+),\\1,\$" "$out/tests.csv" || fail "tests.csv: alice's first row"
 grep -q "^carol,$one,[A-Za-z.]*,failed,0,[0-9]*,lab 01-iterative does not compile" "$out/tests.csv" \
     || fail "tests.csv: carol's build failure"
 grep -q "^carol,$one,[A-Za-z.]*,not-run," "$out/tests.csv" || fail "tests.csv: carol's tests that could not run"

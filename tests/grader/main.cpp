@@ -39,6 +39,8 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <string>
+#include <string_view>
 #include <thread>
 
 #include "grader/results.hpp"
@@ -212,6 +214,11 @@ public:
     void OnTestPartResult(const ::testing::TestPartResult& part) override {
         if (!part.failed() || std::this_thread::get_id() != main_thread_) return;
         muxlab::test::note_server_state();  // while the test's clients are still connected
+        // An exception that left the test body (a client that could not
+        // connect) is reported from GoogleTest's own handler: the body has
+        // ended already, and throwing there would skip the test's end.
+        std::string_view message = part.message() ? part.message() : "";
+        if (message.rfind("C++ exception", 0) == 0 || message.rfind("Unknown C++ exception", 0) == 0) return;
         throw ::testing::AssertionException(part);
     }
 
@@ -337,6 +344,10 @@ TestOutcome run_test(const std::string& program, const std::string& test, const 
                       "the test did not finish within its %.0f s budget and was stopped: the server kept "
                       "the test waiting (a reply that never came, a connection never closed?)", budget);
         outcome.message = text;
+    } else if (record.size() > 1 && record[0] == '?') {
+        // The test reported a failure but never reached its end.
+        outcome.status = TestOutcome::Status::kFailed;
+        outcome.message = record.substr(1);
     } else if (record.empty() || record[0] == '?') {
         if (WIFSIGNALED(status))
             outcome.message = std::string("grader: the test process was killed by SIG") +
