@@ -38,6 +38,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -116,6 +117,15 @@ std::vector<std::string> lab_header(const std::vector<std::string>& block, const
     return header;
 }
 
+/// @p line with a program description's "Stage NN" (the --help text) as "Lab NN".
+std::string lab_wording(std::string line) {
+    size_t at = line.find("\"Stage ");
+    if (at != std::string::npos && at + 9 < line.size() && std::isdigit(static_cast<unsigned char>(line[at + 7])) &&
+        std::isdigit(static_cast<unsigned char>(line[at + 8])))
+        line.replace(at + 1, 5, "Lab");
+    return line;
+}
+
 /// Applies the markers of @p path; throws MarkerError on a malformed one.
 std::string generate(const std::string& path, const Options& options) {
     std::vector<std::string> lines = read_lines(path);
@@ -136,7 +146,7 @@ std::string generate(const std::string& path, const Options& options) {
         std::string where = path + ":" + std::to_string(i + 1) + ": ";
         std::string marker;
         if (!marker_of(line, &marker)) {
-            if (!in_hole || keep_code) out.push_back(line);
+            if (!in_hole || keep_code) out.push_back(options.clean ? line : lab_wording(line));
             continue;
         }
         std::string indent = indentation(line);

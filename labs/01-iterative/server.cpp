@@ -28,7 +28,7 @@ void echo_until_closed(int client) {
 
 int main(int argc, char** argv) {
     muxlab::Options options =
-        muxlab::parse_options(argc, argv, "Stage 01: iterative echo server, one client at a time.");
+        muxlab::parse_options(argc, argv, "Lab 01: iterative echo server, one client at a time.");
     muxlab::Fd listener = muxlab::listen_tcp(options);
     muxlab::announce(listener.get());
 

@@ -48,7 +48,7 @@ void reap_children(int) {
 
 int main(int argc, char** argv) {
     muxlab::Options options =
-        muxlab::parse_options(argc, argv, "Stage 02: echo server, one child process per client.");
+        muxlab::parse_options(argc, argv, "Lab 02: echo server, one child process per client.");
 
     // TODO 2: Hear about children that exit
     // The kernel tells a parent that a child exited with SIGCHLD. How do you make

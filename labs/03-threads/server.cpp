@@ -138,7 +138,7 @@ void serve_client(muxlab::Fd socket, Registry& registry) {
 
 int main(int argc, char** argv) {
     muxlab::Options options = muxlab::parse_options(
-        argc, argv, "Stage 03: line relay, one thread per client, shared client list.");
+        argc, argv, "Lab 03: line relay, one thread per client, shared client list.");
     muxlab::Fd listener = muxlab::listen_tcp(options);
     muxlab::announce(listener.get());
 

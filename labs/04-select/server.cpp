@@ -144,7 +144,7 @@ bool accept_clients(int listener, std::list<Client>& clients) {
 
 int main(int argc, char** argv) {
     muxlab::Options options = muxlab::parse_options(
-        argc, argv, "Stage 04: echo server, many clients in one thread with select().");
+        argc, argv, "Lab 04: echo server, many clients in one thread with select().");
     muxlab::Fd listener = muxlab::listen_tcp(options, /*nonblocking=*/true);
     muxlab::announce(listener.get());
 

@@ -148,7 +148,7 @@ bool accept_clients(int listener, std::vector<pollfd>& watched, std::vector<Clie
 int main(int argc, char** argv) {
     long max_clients = 10000;
     muxlab::Options options = muxlab::parse_options(
-        argc, argv, "Stage 05: echo server, many clients in one thread with poll().",
+        argc, argv, "Lab 05: echo server, many clients in one thread with poll().",
         {{"max-clients", "refuse clients beyond this many", &max_clients, 1, 1000000}});
     muxlab::Fd listener = muxlab::listen_tcp(options, /*nonblocking=*/true);
     muxlab::announce(listener.get());

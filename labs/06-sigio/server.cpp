@@ -157,7 +157,7 @@ void serve_everyone(Server& server) {
 
 int main(int argc, char** argv) {
     muxlab::Options options = muxlab::parse_options(
-        argc, argv, "Stage 06: echo server for many clients, driven by SIGIO.");
+        argc, argv, "Lab 06: echo server for many clients, driven by SIGIO.");
 
     // TODO 4: Catch the signal, and hold it back
     // The default action of SIGIO ends the process. What must on_sigio() do, and what

@@ -173,7 +173,7 @@ bool accept_client(Server& server) {
 
 int main(int argc, char** argv) {
     muxlab::Options options = muxlab::parse_options(
-        argc, argv, "Stage 07: echo server for many clients, epoll level-triggered.");
+        argc, argv, "Lab 07: echo server for many clients, epoll level-triggered.");
     Server server;
     server.listener = muxlab::listen_tcp(options, /*nonblocking=*/true);
     // TODO 1: The epoll instance

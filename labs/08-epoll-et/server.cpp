@@ -232,7 +232,7 @@ void accept_clients(Server& server) {
 
 int main(int argc, char** argv) {
     muxlab::Options options = muxlab::parse_options(
-        argc, argv, "Stage 08: echo server for many clients, epoll edge-triggered.");
+        argc, argv, "Lab 08: echo server for many clients, epoll edge-triggered.");
     Server server;
     server.listener = muxlab::listen_tcp(options, /*nonblocking=*/true);
     server.epoll = muxlab::Fd(epoll_create1(EPOLL_CLOEXEC));

@@ -881,7 +881,7 @@ int main(int argc, char** argv) {
     Limits limits;
     long irc_port = -1;
     muxlab::Options options = muxlab::parse_options(
-        argc, argv, "Stage 09: chat room for text (nc) and IRC clients on one epoll loop.",
+        argc, argv, "Lab 09: chat room for text (nc) and IRC clients on one epoll loop.",
         {
             {"max-users", "most clients at once; 0 = no limit", &limits.max_users, 0, 1000000},
             {"idle-timeout", "seconds of silence before a client is dropped; 0 = never",

@@ -289,7 +289,7 @@ bool setup_buffers(Server& server) {
 
 int main(int argc, char** argv) {
     muxlab::Options options = muxlab::parse_options(
-        argc, argv, "Stage 11: echo server for many clients, io_uring (completion-based).");
+        argc, argv, "Lab 11: echo server for many clients, io_uring (completion-based).");
     Server server;
     server.listener = muxlab::listen_tcp(options, /*nonblocking=*/false);
     io_uring_params params{};
