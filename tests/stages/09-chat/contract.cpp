@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <set>
@@ -790,27 +791,46 @@ TEST_F(ChatLimits, NoWakeupsWhileIdle) {
 }
 
 // A client that sends faster than --flood-lines lines per second is slowed
-// down (its lines wait) or dropped; either way the room is not flooded.
+// down: its lines wait (the server stops reading it) and all arrive, in
+// order, at the rate. The room is not flooded, and nothing is lost.
 TEST_F(ChatLimits, FloodControl) {
-    MUXLAB_RESTART(with_args({"--flood-lines", "10"}));
+    constexpr int kRate = 20, kLines = 60;  // a burst of 20, then 2 s of waiting lines
+    MUXLAB_RESTART(with_args({"--flood-lines", std::to_string(kRate)}));
     Client alice = join("alice");
     Client bob = join("bob");
     ASSERT_TRUE(alice.expect_line("-!- bob joined"));
     std::string flood;
-    for (int i = 0; i < 200; ++i) flood += "flood " + std::to_string(i) + "\n";
+    for (int i = 0; i < kLines; ++i) flood += "flood " + std::to_string(i) + "\n";
     auto start = Clock::now();
     alice.send_some(flood);
+    // Within one second: at most a burst and a second's worth of lines.
     int relayed = 0;
     std::string line;
     Deadline window(Millis(1000));
     while (bob.read_line(&line, Millis(window.remaining_ms()))) {
         if (line.rfind("<alice> flood", 0) == 0) ++relayed;
         double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-        ASSERT_LE(relayed, 10 + 10 * elapsed + 5)
-            << "alice sent 200 lines at once with --flood-lines 10; after " << elapsed << " s bob had "
-            << relayed << "\n  hint: allow bursts of N lines, then N per second; stop reading (or drop) "
-               "a client over the rate";
+        char after[32];
+        std::snprintf(after, sizeof after, "%.2f", elapsed);
+        ASSERT_TRUE(relayed <= kRate + kRate * elapsed + 5)
+            << "alice sent " << kLines << " lines at once with --flood-lines " << kRate << "; after " << after
+            << " s bob had " << relayed << "\n  hint: allow bursts of N lines, then N per second; stop reading "
+            << "a client over the rate until it is back under";
     }
+    // Then the rest, in order, at the rate: lines over the rate wait.
+    std::string expected = "<alice> flood " + std::to_string(relayed);
+    Deadline rest(answer_limit() + Millis(1000 * kLines / kRate));
+    while (relayed < kLines && bob.read_line(&line, Millis(std::max(1, rest.remaining_ms())))) {
+        if (line.rfind("<alice> flood", 0) != 0) continue;
+        ASSERT_TRUE(line == expected) << "alice's lines over the rate must wait, not be dropped: bob got \"" << line
+                                  << "\" where \"" << expected << "\" was next\n  hint: when a client is over the rate, "
+                                  << "keep the rest of its input and stop reading it (drop EPOLLIN) until it has "
+                                  << "credit again";
+        expected = "<alice> flood " + std::to_string(++relayed);
+    }
+    ASSERT_TRUE(relayed == kLines) << "bob got " << relayed << " of alice's " << kLines << " lines: lines over the "
+                               << "rate must wait, not be dropped\n  hint: keep the rest of a throttled client's "
+                               << "input and read it again once it has credit" << context();
 }
 
 TEST_F(ChatLimits, GracefulShutdown) {
