@@ -141,6 +141,20 @@ void megabyte_burst(const Endpoint& server) {
            "(write() may take fewer bytes than asked) and keep reading until the data ends";
 }
 
+size_t flood_until_stalled(Client& client, std::string_view flood) {
+    size_t sent = 0;
+    Deadline limit(answer_limit());
+    while (sent < flood.size() && !limit.expired()) {
+        size_t now = client.send_some(flood.substr(sent, 1 << 16));
+        sent += now;
+        if (now == 0) {
+            pollfd p{client.fd(), POLLOUT, 0};
+            if (poll(&p, 1, static_cast<int>(quiet_window().count())) == 0) break;  // the server stopped reading
+        }
+    }
+    return sent;
+}
+
 namespace {
 
 /// A client sends until the server stops reading from it (blocked writing
@@ -150,16 +164,7 @@ void abort_while_server_writes(ServerProcess& server) {
     ConnectOptions small_buffer;
     small_buffer.receive_buffer = 4096;  // fills fast, so the server ends up blocked writing to us
     Client rude = Client::connect(server.endpoint(), "rude", small_buffer);
-    std::string junk = binary_payload(1 << 16, 3);
-    Deadline limit(answer_limit());
-    for (size_t total = 0; total < (16u << 20) && !limit.expired();) {
-        size_t sent = rude.send_some(junk);
-        total += sent;
-        if (sent < junk.size()) {
-            pollfd p{rude.fd(), POLLOUT, 0};
-            if (poll(&p, 1, static_cast<int>(quiet_window().count())) == 0) break;  // server stopped reading
-        }
-    }
+    flood_until_stalled(rude, binary_payload(16u << 20, 3));
     rude.reset();
 }
 
@@ -277,16 +282,7 @@ void stopped_reader_does_not_block_others(const Endpoint& server) {
     small_buffer.receive_buffer = 4096;
     Client alice = Client::connect(server, "A (never reads)", small_buffer);
     std::string flood = binary_payload(16u << 20, 5);
-    size_t sent = 0;
-    Deadline limit(answer_limit());
-    while (sent < flood.size() && !limit.expired()) {
-        size_t now = alice.send_some(std::string_view(flood).substr(sent, 1 << 16));
-        sent += now;
-        if (now == 0) {
-            pollfd p{alice.fd(), POLLOUT, 0};
-            if (poll(&p, 1, static_cast<int>(quiet_window().count())) == 0) break;  // server stopped reading A
-        }
-    }
+    size_t sent = flood_until_stalled(alice, flood);
     Client bob = Client::connect(server, "B");
     ASSERT_TRUE(bob.send("are you there?\n"));
     EXPECT_TRUE(bob.expect("are you there?\n"))

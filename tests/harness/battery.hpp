@@ -40,6 +40,12 @@ void pipelined_lines(const Endpoint& server);
 /// 1 MiB sent in one write (the client reading as it goes) comes back exactly.
 void megabyte_burst(const Endpoint& server);
 /**
+ * Sends @p flood on @p client, 64 KiB at a time, until the server stops
+ * reading it (the socket takes nothing for the quiet window), all of it is
+ * sent, or answer_limit() has passed; returns how many bytes were sent.
+ */
+size_t flood_until_stalled(Client& client, std::string_view flood);
+/**
  * A client sends until the server is blocked writing its echo, then aborts
  * with RST; then another does the same after shutting down its sending side
  * (so the server's write fails with EPIPE and raises SIGPIPE). The server

@@ -9,7 +9,6 @@
  * long burst, so one edge stands for all of it when the server resumes; what
  * a server leaves unaccepted or unread shows in /proc/net/tcp.
  */
-#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
@@ -166,16 +165,7 @@ TEST_F(EpollEt, StoppedReaderDoesNotBlockOthers) {
     std::vector<Client> clients;
     clients.push_back(connect("A (never reads)", small_buffer));
     std::string flood = binary_payload(16u << 20, 5);
-    size_t sent = 0;
-    Deadline limit(answer_limit());
-    while (sent < flood.size() && !limit.expired()) {
-        size_t now = clients[0].send_some(std::string_view(flood).substr(sent, 1 << 16));
-        sent += now;
-        if (now == 0) {
-            pollfd p{clients[0].fd(), POLLOUT, 0};
-            if (poll(&p, 1, static_cast<int>(quiet_window().count())) == 0) break;  // server stopped reading A
-        }
-    }
+    size_t sent = battery::flood_until_stalled(clients[0], flood);
     clients.push_back(connect("B"));
     ASSERT_TRUE(clients[1].send("are you there?\n"));
     ::testing::AssertionResult echoed = clients[1].expect("are you there?\n");
@@ -332,16 +322,7 @@ TEST_F(EpollEt, IdleAfterBackpressure) {
     small_buffer.receive_buffer = 4096;
     Client alice = connect("A (slow reader)", small_buffer);
     std::string flood = binary_payload(8u << 20, 9);
-    size_t sent = 0;
-    Deadline limit(answer_limit());
-    while (sent < flood.size() && !limit.expired()) {
-        size_t now = alice.send_some(std::string_view(flood).substr(sent, 1 << 16));
-        sent += now;
-        if (now == 0) {
-            pollfd p{alice.fd(), POLLOUT, 0};
-            if (poll(&p, 1, static_cast<int>(quiet_window().count())) == 0) break;
-        }
-    }
+    size_t sent = battery::flood_until_stalled(alice, flood);
     ASSERT_TRUE(alice.expect(std::string_view(flood).substr(0, sent), answer_limit() * 2))
         << "\n  hint: A stopped reading, then read again: it must get every byte it sent, once";
     auto activity = proc::idle_activity(server().pid());
