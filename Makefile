@@ -87,11 +87,13 @@ FIXTURE_BIN      := $(FIXTURE_PATCHES:%.patch=$(BUILD)/%) $(FIXTURE_PARTIALS:%.p
 # A copy of the stage's reference folder, patched (a patch may touch any of its files).
 $(BUILD)/tests/fixtures/%.src/server.cpp: tests/fixtures/%.patch $$(wildcard solutions/$$(*D)/*)
 	@rm -rf $(@D) && mkdir -p $(@D) && cp solutions/$(*D)/* $(@D)/
-	sed -E 's#^(---|\+\+\+) ([ab]/)?solutions/[^/]+/#\1 #' $< | patch --quiet --force -d $(@D) -p0 \
+	@echo "patch solutions/$(*D) < $<"
+	@sed -E 's#^(---|\+\+\+) ([ab]/)?solutions/[^/]+/#\1 #' $< | patch --quiet --force -d $(@D) -p0 \
 	    || { rm -rf $(@D); echo "$<: the patch no longer applies to solutions/$(*D)" >&2; exit 1; }
 # The same folder as a student would have it with some TODOs done.
 $(BUILD)/tests/fixtures/%.src/server.cpp: tests/fixtures/%.partial $(SKELETON) $$(wildcard solutions/$$(*D)/*)
 	@rm -rf $(@D) && mkdir -p $(@D)
+	@echo "skeleton --fill \"$$(sed -n 's/^fill: *//p' $<)\" solutions/$(*D) ($<)"
 	@fill=$$(sed -n 's/^fill: *//p' $<); \
 	for file in solutions/$(*D)/*; do \
 	    $(SKELETON) --fill "$$fill" $$file -o $(@D)/$$(basename $$file) || { rm -rf $(@D); exit 1; }; \
