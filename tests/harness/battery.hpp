@@ -5,8 +5,14 @@
  *
  * Each function is one scenario; a stage's test file calls the ones that
  * apply to it, so the same scenario gives the same verdict in every stage.
+ * Where the cause of a failure depends on the stage's system call, the
+ * stage passes its hint (or a Diagnosis) in.
  */
 #pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "harness/server_test.hpp"
 
@@ -75,5 +81,39 @@ void drip_feeder_does_not_block_others(const Endpoint& server);
 void stopped_reader_does_not_block_others(const Endpoint& server);
 /// @p count clients connected at once each get their own data back.
 void many_clients_at_once(const Endpoint& server, int count);
+
+// ---- one thread, many clients (stages 04-08) --------------------------------------
+
+/**
+ * A client sends without ever reading its echo: the server must stop reading
+ * it once its unsent echo passes a cap (TCP flow control then blocks the
+ * client), judged by how much the client could send and how much the
+ * server's memory grew; then another client is served. @p hint says how this
+ * stage stops reading a client (it follows "hint: " in the failure).
+ */
+void unread_echo_bounded(ServerProcess& server, const std::string& hint);
+
+/// What a stage says about its server when clients got no echo: what /proc shows, and its hint.
+using Diagnosis = std::function<std::string(ServerProcess& server, const std::vector<Client>& clients)>;
+
+/**
+ * 50 clients connect and send a line while the server is paused (SIGSTOP),
+ * so that they all wait at one instant when it resumes; each must get its
+ * line back. @p diagnose explains the first client that did not.
+ */
+void fifty_simultaneous_connects(ServerProcess& server, const Diagnosis& diagnose);
+
+// ---- epoll (stages 07 and 08) ----------------------------------------------------------
+
+/// How a stage registers its sockets with epoll.
+enum class Trigger { kLevel, kEdge };
+
+/**
+ * @p clients (connected and served) are in the server's epoll interest list,
+ * registered as @p trigger asks (level-triggered: EPOLLET on neither the
+ * listener nor a client; edge-triggered: EPOLLET on every client); once
+ * three of them leave, their entries are gone.
+ */
+void interest_list_tracks_clients(ServerProcess& server, std::vector<Client>& clients, Trigger trigger);
 
 }  // namespace muxlab::test::battery

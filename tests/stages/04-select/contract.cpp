@@ -4,7 +4,6 @@
  *        one thread, with select().
  */
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -189,36 +188,8 @@ TEST_F(Select, TwentyClientsAtOnce) {
 // it, and TCP flow control blocks the client's sends. Judged two ways: how
 // much the client could send, and how much the server's memory grew.
 TEST_F(Select, UnreadEchoIsBounded) {
-    auto resident_kib = [&] {
-        auto field = proc::status_field(server().pid(), "VmRSS");  // "1234 kB"
-        return field ? std::strtol(field->c_str(), nullptr, 10) : 0L;
-    };
-    long memory_before = resident_kib();
-    ConnectOptions small_buffer;
-    small_buffer.receive_buffer = 4096;
-    Client hog = connect("hog (never reads)", small_buffer);
-    const size_t limit = 48u << 20;
-    std::string chunk = binary_payload(1 << 16, 9);
-    size_t sent = 0;
-    int quiet_looks = 0;  // consecutive windows in which the server took nothing
-    Deadline deadline(answer_limit() * 2);
-    while (sent < limit && quiet_looks < 2 && !deadline.expired()) {
-        size_t now = hog.send_some(chunk);
-        sent += now;
-        if (now < chunk.size()) {
-            pollfd p{hog.fd(), POLLOUT, 0};
-            quiet_looks = poll(&p, 1, static_cast<int>(quiet_window().count())) == 0 ? quiet_looks + 1 : 0;
-        }
-    }
-    long growth_kib = resident_kib() - memory_before;
-    EXPECT_TRUE(sent < limit && growth_kib < (32L << 10))
-        << "a client sent " << (sent >> 20) << " MiB without reading any echo, and the server's "
-        << "memory grew by " << (growth_kib >> 10) << " MiB: it keeps reading a client whose "
-        << "echo piles up.\n  hint: while a client's pending echo is above a cap, stop watching it "
-           "for input (leave it out of the read set): TCP flow control then makes the client wait" << context();
-    Client bob = connect("bob");
-    ASSERT_TRUE(bob.send("still serving?\n"));
-    EXPECT_TRUE(bob.expect("still serving?\n")) << context();
+    battery::unread_echo_bounded(server(), "while a client's pending echo is above a cap, stop watching it for input "
+                                           "(leave it out of the read set): TCP flow control then makes the client wait");
 }
 
 // ---- the lesson: the sets, their limit, and sleeping ------------------------------------

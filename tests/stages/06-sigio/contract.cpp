@@ -151,25 +151,11 @@ TEST_F(Sigio, FiftyClientsAtOnce) { battery::many_clients_at_once(endpoint(), 50
 
 TEST_F(Sigio, FiftySimultaneousConnects) {
     MUXLAB_REQUIRE_PROC();
-    std::vector<Client> clients;
-    {
-        Frozen frozen(server());
-        ASSERT_TRUE(frozen.stopped()) << "could not pause the server with SIGSTOP";
-        for (int i = 0; i < 50; ++i) {
-            clients.push_back(connect("client " + std::to_string(i + 1)));
-            ASSERT_TRUE(clients.back().send("hello from " + clients.back().name() + "\n"));
-        }
-    }
-    for (Client& client : clients) {
-        if (client.expect("hello from " + client.name() + "\n")) continue;
-        ADD_FAILURE() << "50 clients connected and sent a line while the server was paused (SIGSTOP); "
-                      << "after it resumed, " << client.name() << " got no echo."
-                      << queue_report(server(), clients)
-                      << "\n  hint: one SIGIO may stand for many connections: accept in a loop "
-                         "until accept() fails with EAGAIN, and serve each new socket at once"
-                      << context();
-        break;
-    }
+    battery::fifty_simultaneous_connects(server(), [](ServerProcess& server, const std::vector<Client>& clients) {
+        return queue_report(server, clients) +
+               "\n  hint: one SIGIO may stand for many connections: accept in a loop until accept() fails "
+               "with EAGAIN, and serve each new socket at once";
+    });
 }
 
 // ---- the model: signals ------------------------------------------------------------
