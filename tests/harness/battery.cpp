@@ -86,6 +86,20 @@ void echoes_line(const Endpoint& server) {
     EXPECT_TRUE(alice.expect("hello, echo\n")) << "\n  hint: read from the client and write the same bytes back";
 }
 
+void echoes_line(ServerProcess& server, const LineStopHint& explain) {
+    std::vector<Client> clients;
+    ::testing::AssertionResult echoed = ::testing::AssertionSuccess();
+    clients.push_back(Client::try_connect(server.endpoint(), "alice", &echoed));
+    if (echoed) echoed = clients.front().send("hello, echo\n");
+    if (echoed) echoed = clients.front().expect("hello, echo\n");
+    if (echoed) return;
+    LineStop stop;
+    stop.exit = server.wait_exit(Millis(0));
+    stop.queues = queue_report(server, clients);
+    if (!stop.exit) stop.sleeps_in = proc::idle_syscall(server.pid(), server.pid(), quiet_window() * 4);
+    ADD_FAILURE() << echoed.message() << explain(stop) << server.stderr_tail();
+}
+
 void echoes_binary(const Endpoint& server) {
     Client alice = Client::connect(server, "alice");
     std::string all_bytes = binary_payload(256);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,27 @@ void sigterm_stops(ServerProcess& server);
 
 /// A line comes back unchanged.
 void echoes_line(const Endpoint& server);
+/**
+ * @brief Where a line stopped inside a server that did not echo it, as the
+ *        kernel shows it: whether the server still runs, the call it sleeps
+ *        in, and what waits in its sockets.
+ */
+struct LineStop {
+    std::optional<ExitReport> exit;  ///< set when the server has exited
+    std::optional<long> sleeps_in;   ///< the system call its idle main thread sleeps in (nullopt: none seen)
+    std::string queues;              ///< queue_report(): connections never accepted, bytes never read
+    /// The connection still waits in the listener's accept queue.
+    bool never_accepted() const { return queues.find("accept queue") != std::string::npos; }
+    /// The connection was accepted, and what the client sent waits unread.
+    bool never_read() const { return !queues.empty() && !never_accepted(); }
+};
+/// A stage's words for where a line stopped: what it saw, and its hint.
+using LineStopHint = std::function<std::string(const LineStop& stop)>;
+/**
+ * alice's line comes back unchanged; when it does not, the failure tells
+ * where it stopped (see LineStop) in the stage's words, @p explain.
+ */
+void echoes_line(ServerProcess& server, const LineStopHint& explain);
 /// All 256 byte values, NUL included, come back unchanged.
 void echoes_binary(const Endpoint& server);
 /// Sends @p data one byte per TCP segment, a few milliseconds apart (a slow typist).

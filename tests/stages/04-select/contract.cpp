@@ -115,31 +115,22 @@ TEST_F(Select, StopsOnSigterm) { battery::sigterm_stops(server()); }
 // The first test a half-done loop fails: the message says where alice's line
 // stopped (never waited for, never accepted, never read, never sent back).
 TEST_F(Select, EchoesLine) {
-    std::vector<Client> clients;
-    clients.push_back(connect("alice"));
-    Client& alice = clients.front();
-    ASSERT_TRUE(alice.send("hello, echo\n"));
-    ::testing::AssertionResult echoed = alice.expect("hello, echo\n");
-    if (echoed) return;
-    std::string queues = queue_report(server(), clients);
-    auto idle = proc::idle_syscall(server().pid(), server().pid(), quiet_window() * 4);
-    std::string seen;
-    if (idle && !is_select(*idle)) {
-        seen = "\n  the server sleeps in " + proc::syscall_name(*idle) + ", not in select()" + queues +
-               "\n  hint: every turn of the loop, build the read and write sets and wait in select() "
-               "until one of them is ready";
-    } else if (queues.find("accept queue") != std::string::npos) {
-        seen = queues + "\n  hint: alice's connection was never accepted. When select() says the "
-                        "listener is readable (FD_ISSET), accept what waits";
-    } else if (!queues.empty()) {
-        seen = queues + "\n  hint: alice was accepted, but her line was never read: put every client "
-                        "that wants input in the read set, and read_from() those FD_ISSET reports";
-    } else {
-        seen = "\n  the server read alice's line (nothing waits in its socket) but sent nothing back"
+    battery::echoes_line(server(), [](const battery::LineStop& stop) -> std::string {
+        if (stop.sleeps_in && !is_select(*stop.sleeps_in))
+            return "\n  the server sleeps in " + proc::syscall_name(*stop.sleeps_in) + ", not in select()" +
+                   stop.queues +
+                   "\n  hint: every turn of the loop, build the read and write sets and wait in select() "
+                   "until one of them is ready";
+        if (stop.never_accepted())
+            return stop.queues + "\n  hint: alice's connection was never accepted. When select() says the "
+                                 "listener is readable (FD_ISSET), accept what waits";
+        if (stop.never_read())
+            return stop.queues + "\n  hint: alice was accepted, but her line was never read: put every client "
+                                 "that wants input in the read set, and read_from() those FD_ISSET reports";
+        return "\n  the server read alice's line (nothing waits in its socket) but sent nothing back"
                "\n  hint: a client with pending echo goes in the write set; write_to() it when FD_ISSET "
                "says it is writable";
-    }
-    FAIL() << echoed.message() << seen << context();
+    });
 }
 TEST_F(Select, EchoesBinary) { battery::echoes_binary(endpoint()); }
 TEST_F(Select, PipelinedLines) { battery::pipelined_lines(endpoint()); }

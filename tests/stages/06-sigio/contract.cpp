@@ -74,66 +74,55 @@ TEST_F(Sigio, StopsOnSigterm) { battery::sigterm_stops(server()); }
 // The first test a half-done server fails: the message says where alice's
 // line stopped, from the flags of the server's sockets and what waits in them.
 TEST_F(Sigio, EchoesLine) {
-    std::vector<Client> clients;
-    clients.push_back(connect("alice"));
-    Client& alice = clients.front();
-    ASSERT_TRUE(alice.send("hello, echo\n"));
-    ::testing::AssertionResult echoed = alice.expect("hello, echo\n");
-    if (echoed) return;
-    if (auto exit = server().wait_exit(Millis(0)))
-        FAIL() << echoed.message() << "\n  the server " << exit->describe()
-               << "\n  hint: the default action of SIGIO ends the process: catch it with sigaction() "
-                  "before any socket can raise it" << context();
-    std::string queues = queue_report(server(), clients);
-    auto idle = proc::idle_syscall(server().pid(), server().pid(), quiet_window() * 4);
-    auto sockets = proc::socket_fds(server().pid());
-    std::string listener_missing, client_missing;
-    int client_fd = -1;
-    if (sockets && !sockets->listening.empty())
-        if (auto flags = fd_flags(server(), sockets->listening.front())) listener_missing = missing_flags(*flags);
-    if (sockets && !sockets->connected.empty()) {
-        client_fd = sockets->connected.front();
-        if (auto flags = fd_flags(server(), client_fd)) client_missing = missing_flags(*flags);
-    }
-    std::string seen;
-    if (idle && !is_signal_wait(*idle)) {
-        seen = "\n  the server is blocked in " + proc::syscall_name(*idle) + ", not waiting for a signal" +
-               queues;
-        if (!listener_missing.empty())
-            seen += "\n  the listening socket has no " + listener_missing +
-                    ": once the waiting connections are taken, accept() blocks the whole server";
-        else if (!client_missing.empty())
-            seen += "\n  alice's socket (fd " + std::to_string(client_fd) + ") has no " + client_missing;
-        seen += "\n  hint: make_signal_driven() names this process as the owner (F_SETOWN) and turns on "
-                "O_ASYNC | O_NONBLOCK, on the listener and on every accepted socket";
-    } else if (idle && *idle == SYS_pause && sigio_blocked(server())) {
-        seen = "\n  the server sleeps in pause() with SIGIO blocked: the signal stays pending and never "
-               "wakes it" + queues +
-               "\n  hint: sleep with sigsuspend() and the mask without SIGIO: it lets the pending signal "
-               "in and sleeps in one step";
-    } else if (queues.find("accept queue") != std::string::npos) {
-        seen = queues;
-        if (!listener_missing.empty())
-            seen += "\n  the listening socket has no " + listener_missing +
-                    ", so no SIGIO announced the connection"
-                    "\n  hint: make_signal_driven() the listener: F_SETOWN to this process, then O_ASYNC "
-                    "| O_NONBLOCK";
-        else
-            seen += "\n  hint: on every SIGIO, accept until accept() fails with EAGAIN";
-    } else if (!queues.empty() && !client_missing.empty()) {
-        seen = queues + "\n  alice's connection was accepted, but her socket (fd " + std::to_string(client_fd) +
-               ") has no " + client_missing + ", so her line raised no SIGIO"
-               "\n  hint: accepted sockets do not inherit O_ASYNC, O_NONBLOCK or the owner from the "
-               "listener: make each one signal-driven, and serve it at once (bytes that came before "
-               "raised no signal)";
-    } else if (!queues.empty()) {
-        seen = queues + "\n  alice's socket raises SIGIO, but her line was never read"
-                        "\n  hint: on every signal, read each socket until read() fails with EAGAIN";
-    } else {
-        seen = "\n  the server read alice's line (nothing waits in its socket) but sent nothing back"
+    battery::echoes_line(server(), [&](const battery::LineStop& stop) -> std::string {
+        if (stop.exit)
+            return "\n  the server " + stop.exit->describe() +
+                   "\n  hint: the default action of SIGIO ends the process: catch it with sigaction() "
+                   "before any socket can raise it";
+        auto sockets = proc::socket_fds(server().pid());
+        std::string listener_missing, client_missing;
+        int client_fd = -1;
+        if (sockets && !sockets->listening.empty())
+            if (auto flags = fd_flags(server(), sockets->listening.front())) listener_missing = missing_flags(*flags);
+        if (sockets && !sockets->connected.empty()) {
+            client_fd = sockets->connected.front();
+            if (auto flags = fd_flags(server(), client_fd)) client_missing = missing_flags(*flags);
+        }
+        if (stop.sleeps_in && !is_signal_wait(*stop.sleeps_in)) {
+            std::string seen = "\n  the server is blocked in " + proc::syscall_name(*stop.sleeps_in) +
+                               ", not waiting for a signal" + stop.queues;
+            if (!listener_missing.empty())
+                seen += "\n  the listening socket has no " + listener_missing +
+                        ": once the waiting connections are taken, accept() blocks the whole server";
+            else if (!client_missing.empty())
+                seen += "\n  alice's socket (fd " + std::to_string(client_fd) + ") has no " + client_missing;
+            return seen + "\n  hint: make_signal_driven() names this process as the owner (F_SETOWN) and turns "
+                          "on O_ASYNC | O_NONBLOCK, on the listener and on every accepted socket";
+        }
+        if (stop.sleeps_in && *stop.sleeps_in == SYS_pause && sigio_blocked(server()))
+            return "\n  the server sleeps in pause() with SIGIO blocked: the signal stays pending and never "
+                   "wakes it" + stop.queues +
+                   "\n  hint: sleep with sigsuspend() and the mask without SIGIO: it lets the pending signal "
+                   "in and sleeps in one step";
+        if (stop.never_accepted() && !listener_missing.empty())
+            return stop.queues + "\n  the listening socket has no " + listener_missing +
+                   ", so no SIGIO announced the connection"
+                   "\n  hint: make_signal_driven() the listener: F_SETOWN to this process, then O_ASYNC "
+                   "| O_NONBLOCK";
+        if (stop.never_accepted())
+            return stop.queues + "\n  hint: on every SIGIO, accept until accept() fails with EAGAIN";
+        if (stop.never_read() && !client_missing.empty())
+            return stop.queues + "\n  alice's connection was accepted, but her socket (fd " +
+                   std::to_string(client_fd) + ") has no " + client_missing + ", so her line raised no SIGIO"
+                   "\n  hint: accepted sockets do not inherit O_ASYNC, O_NONBLOCK or the owner from the "
+                   "listener: make each one signal-driven, and serve it at once (bytes that came before "
+                   "raised no signal)";
+        if (stop.never_read())
+            return stop.queues + "\n  alice's socket raises SIGIO, but her line was never read"
+                                 "\n  hint: on every signal, read each socket until read() fails with EAGAIN";
+        return "\n  the server read alice's line (nothing waits in its socket) but sent nothing back"
                "\n  hint: echo what was read: send() what the socket takes, keep the rest pending";
-    }
-    FAIL() << echoed.message() << seen << context();
+    });
 }
 TEST_F(Sigio, EchoesBinary) { battery::echoes_binary(endpoint()); }
 TEST_F(Sigio, PipelinedLines) { battery::pipelined_lines(endpoint()); }
