@@ -74,6 +74,9 @@ TEST_F(Sigio, StopsOnSigterm) { battery::sigterm_stops(server()); }
 // The first test a half-done server fails: the message says where alice's
 // line stopped, from the flags of the server's sockets and what waits in them.
 TEST_F(Sigio, EchoesLine) {
+    // alice arrives once the server sleeps: a line that came before its first
+    // sleep would be served by the turn before it, hiding how it sleeps.
+    proc::idle_syscall(server().pid(), server().pid(), quiet_window() * 4);
     battery::echoes_line(server(), [&](const battery::LineStop& stop) -> std::string {
         if (stop.exit)
             return "\n  the server " + stop.exit->describe() +
