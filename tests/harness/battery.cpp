@@ -446,4 +446,44 @@ void interest_list_tracks_clients(ServerProcess& server, std::vector<Client>& cl
                             "epoll, as long as no other fd refers to it) and forget it";
 }
 
+void idle_in_epoll_wait(ServerProcess& server) {
+    for (pid_t task : proc::threads(server.pid())) {
+        auto idle = proc::idle_syscall(server.pid(), task);
+        ASSERT_TRUE(idle.has_value()) << "thread " << task << " never settled in a system call "
+                                      << "while every client was quiet (a busy loop?)";
+        EXPECT_TRUE(is_epoll_wait(*idle))
+            << "with its clients connected and quiet, thread " << task << " waits in "
+            << proc::syscall_name(*idle) << ", not in epoll_wait (see /proc/" << server.pid() << "/task/" << task
+            << "/syscall)\n  hint: the one place this server sleeps is epoll_wait() with no "
+               "timeout: no sleep(), no poll(), no timer";
+    }
+}
+
+void idle_after_backpressure(ServerProcess& server, const std::string& hint) {
+    // A floods the server without reading until the server stops reading A;
+    // then A reads everything back. After that, nothing is left to write.
+    ConnectOptions small_buffer;
+    small_buffer.receive_buffer = 4096;
+    ::testing::AssertionResult connected = ::testing::AssertionSuccess();
+    Client alice = Client::try_connect(server.endpoint(), "A (slow reader)", &connected, small_buffer);
+    ASSERT_TRUE(connected) << server.stderr_tail();
+    std::string flood = binary_payload(8u << 20, 9);
+    size_t sent = flood_until_stalled(alice, flood);
+    ASSERT_TRUE(alice.expect(std::string_view(flood).substr(0, sent), answer_limit() * 2))
+        << "\n  hint: A stopped reading, then read again: it must get every byte it sent, once";
+    auto activity = proc::idle_activity(server.pid());
+    ASSERT_TRUE(activity.has_value());
+    EXPECT_EQ(*activity, "")
+        << "A's echo was held back by a full socket buffer and has all been delivered; now the "
+           "server is idle, yet " << *activity << "\n  hint: " << hint;
+    auto list = interest_list(server);
+    ASSERT_TRUE(list.has_value());
+    auto found = list->clients.find(alice.local_port());
+    if (found != list->clients.end()) {
+        EXPECT_FALSE(found->second & EPOLLOUT)
+            << "A has nothing left to receive, yet its socket is still watched for EPOLLOUT "
+               "(/proc/" << server.pid() << "/fdinfo): disarm it once the output queue is empty";
+    }
+}
+
 }  // namespace muxlab::test::battery

@@ -138,4 +138,15 @@ enum class Trigger { kLevel, kEdge };
  */
 void interest_list_tracks_clients(ServerProcess& server, std::vector<Client>& clients, Trigger trigger);
 
+/// With its clients connected and quiet, every thread of the server sleeps in epoll_wait.
+void idle_in_epoll_wait(ServerProcess& server);
+
+/**
+ * A client floods the server without reading until the server stops reading
+ * it, then reads all its echo back; after that the server is idle (no CPU,
+ * no wakeups) and no longer watches the client for EPOLLOUT. @p hint says how
+ * this stage sleeps and arms EPOLLOUT (it follows "hint: " in the failure).
+ */
+void idle_after_backpressure(ServerProcess& server, const std::string& hint);
+
 }  // namespace muxlab::test::battery

@@ -167,44 +167,14 @@ TEST_F(EpollLt, IdleInEpollWait) {
     MUXLAB_REQUIRE_PROC();
     std::vector<Client> clients = connect_served(2);
     ASSERT_FALSE(HasFailure());
-    for (pid_t task : proc::threads(server().pid())) {
-        auto idle = proc::idle_syscall(server().pid(), task);
-        ASSERT_TRUE(idle.has_value()) << "thread " << task << " never settled in a system call "
-                                      << "while every client was quiet (a busy loop?)";
-        EXPECT_TRUE(is_epoll_wait(*idle))
-            << "with 2 quiet clients connected, thread " << task << " waits in "
-            << proc::syscall_name(*idle) << ", not in epoll_wait (see /proc/" << server().pid() << "/task/" << task
-            << "/syscall)\n  hint: the one place this server sleeps is epoll_wait() with no "
-               "timeout: no sleep(), no poll(), no timer";
-    }
+    battery::idle_in_epoll_wait(server());
 }
 
 TEST_F(EpollLt, IdleAfterBackpressure) {
     MUXLAB_REQUIRE_PROC();
-    // A floods the server without reading until the server stops reading A;
-    // then A reads everything back. After that, nothing is left to write.
-    ConnectOptions small_buffer;
-    small_buffer.receive_buffer = 4096;
-    Client alice = connect("A (slow reader)", small_buffer);
-    std::string flood = binary_payload(8u << 20, 9);
-    size_t sent = battery::flood_until_stalled(alice, flood);
-    ASSERT_TRUE(alice.expect(std::string_view(flood).substr(0, sent), answer_limit() * 2))
-        << "\n  hint: A stopped reading, then read again: it must get every byte it sent, once";
-    auto activity = proc::idle_activity(server().pid());
-    ASSERT_TRUE(activity.has_value());
-    EXPECT_EQ(*activity, "")
-        << "A's echo was held back by a full socket buffer and has all been delivered; now the "
-           "server is idle, yet " << *activity
-        << "\n  hint: an empty socket buffer is writable nearly all the time: arm EPOLLOUT only "
-           "while output is queued, and disarm it (EPOLL_CTL_MOD) once the queue is empty";
-    auto list = interest_list(server());
-    ASSERT_TRUE(list.has_value());
-    auto found = list->clients.find(alice.local_port());
-    if (found != list->clients.end()) {
-        EXPECT_FALSE(found->second & EPOLLOUT)
-            << "A has nothing left to receive, yet its socket is still watched for EPOLLOUT "
-               "(/proc/" << server().pid() << "/fdinfo): disarm it once the output queue is empty";
-    }
+    battery::idle_after_backpressure(
+        server(), "an empty socket buffer is writable nearly all the time: arm EPOLLOUT only while output "
+                  "is queued, and disarm it (EPOLL_CTL_MOD) once the queue is empty");
 }
 
 TEST_F(EpollLt, SurvivesFdExhaustion) {
