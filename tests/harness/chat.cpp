@@ -102,6 +102,19 @@ Client ChatTest::join(const std::string& nick) {
     return c;
 }
 
+ChatLimits::StoppedReaderRoom ChatLimits::stopped_reader_room() {
+    ConnectOptions tiny_window;
+    tiny_window.receive_buffer = 4096;
+    Client alice = connect("alice", tiny_window);
+    EXPECT_TRUE(alice.send("/nick alice\n"));
+    Client bob = join("bob");
+    Client carol = join("carol");
+    if (!HasFailure()) {
+        EXPECT_TRUE(line_eventually(bob, "-!- carol joined"));
+    }
+    return {std::move(alice), std::move(bob), std::move(carol)};
+}
+
 // ---- the IRC port ------------------------------------------------------------------------
 
 namespace irc {

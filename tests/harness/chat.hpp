@@ -74,7 +74,17 @@ protected:
 /// The text protocol's tests (text.cpp, framing.cpp).
 class Chat : public ChatTest {};
 /// The limits and the lifecycle of the room (limits.cpp, shutdown.cpp).
-class ChatLimits : public ChatTest {};
+class ChatLimits : public ChatTest {
+protected:
+    /// The room of the stopped-reader tests.
+    struct StoppedReaderRoom {
+        Client alice;  ///< a tiny receive window, and she never reads
+        Client bob;    ///< talks
+        Client carol;  ///< reads everything
+    };
+    /// Gathers alice, bob and carol (the test has failed when they are not all in the room).
+    StoppedReaderRoom stopped_reader_room();
+};
 
 // ---- the IRC port ------------------------------------------------------------------------
 

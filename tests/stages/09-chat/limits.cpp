@@ -77,13 +77,8 @@ void flood_past_stopped_reader(ServerProcess& server, Client& bob, Client& carol
 
 TEST_F(ChatLimits, StoppedReaderDoesNotBlockOthers) {
     MUXLAB_RESTART(chat_flags({"--sendq", "33554432", "--flood-lines", "1000000"}));
-    ConnectOptions tiny_window;
-    tiny_window.receive_buffer = 4096;
-    Client alice = connect("alice", tiny_window);
-    ASSERT_TRUE(alice.send("/nick alice\n"));
-    Client bob = join("bob");
-    Client carol = join("carol");
-    ASSERT_TRUE(line_eventually(bob, "-!- carol joined"));
+    auto [alice, bob, carol] = stopped_reader_room();
+    if (HasFailure()) return;
     bool stopped = false;
     // More than the kernel buffers of alice's connection can hold (her
     // receive buffer is tiny; the server's send buffer grows to tcp_wmem's max).
@@ -93,13 +88,8 @@ TEST_F(ChatLimits, StoppedReaderDoesNotBlockOthers) {
 
 TEST_F(ChatLimits, SendqDropsStoppedReader) {
     MUXLAB_RESTART(chat_flags({"--sendq", "65536", "--flood-lines", "1000000"}));
-    ConnectOptions tiny_window;
-    tiny_window.receive_buffer = 4096;
-    Client alice = connect("alice", tiny_window);
-    ASSERT_TRUE(alice.send("/nick alice\n"));
-    Client bob = join("bob");
-    Client carol = join("carol");
-    ASSERT_TRUE(line_eventually(bob, "-!- carol joined"));
+    auto [alice, bob, carol] = stopped_reader_room();
+    if (HasFailure()) return;
     auto memory_before = data_kib(server().pid());
     bool dropped = false;
     flood_past_stopped_reader(server(), bob, carol, 48u << 20, "-!- alice left (sendq exceeded)", &dropped);
