@@ -4,8 +4,12 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 
-#include <thread>
+#include <sys/epoll.h>
 
+#include <cstdlib>
+#include <ios>
+#include <set>
+#include <thread>
 #include <vector>
 
 #include "harness/event_loop.hpp"
@@ -80,6 +84,21 @@ void echoes_line(const Endpoint& server) {
     Client alice = Client::connect(server, "alice");
     ASSERT_TRUE(alice.send("hello, echo\n"));
     EXPECT_TRUE(alice.expect("hello, echo\n")) << "\n  hint: read from the client and write the same bytes back";
+}
+
+void echoes_line(ServerProcess& server, const LineStopHint& explain, const BeforeLine& before_line) {
+    std::vector<Client> clients;
+    ::testing::AssertionResult echoed = ::testing::AssertionSuccess();
+    clients.push_back(Client::try_connect(server.endpoint(), "alice", &echoed));
+    if (echoed && before_line) echoed = before_line();
+    if (echoed) echoed = clients.front().send("hello, echo\n");
+    if (echoed) echoed = clients.front().expect("hello, echo\n");
+    if (echoed) return;
+    LineStop stop;
+    stop.exit = server.wait_exit(Millis(0));
+    stop.queues = queue_report(server, clients);
+    if (!stop.exit) stop.sleeps_in = proc::idle_syscall(server.pid(), server.pid(), quiet_window() * 4);
+    ADD_FAILURE() << echoed.message() << explain(stop) << server.stderr_tail();
 }
 
 void echoes_binary(const Endpoint& server) {
@@ -316,6 +335,156 @@ Outcome try_echo(Client& client, const std::string& line) {
         got.append(buffer, static_cast<size_t>(n));
     }
     return got == line ? Outcome::kEchoed : Outcome::kWrong;
+}
+
+// ---- one thread, many clients ----------------------------------------------------------
+
+void unread_echo_bounded(ServerProcess& server, const std::string& hint) {
+    auto resident_kib = [&] {
+        auto field = proc::status_field(server.pid(), "VmRSS");  // "1234 kB"
+        return field ? std::strtol(field->c_str(), nullptr, 10) : 0L;
+    };
+    long memory_before = resident_kib();
+    ConnectOptions small_buffer;
+    small_buffer.receive_buffer = 4096;
+    ::testing::AssertionResult connected = ::testing::AssertionSuccess();
+    Client hog = Client::try_connect(server.endpoint(), "hog (never reads)", &connected, small_buffer);
+    ASSERT_TRUE(connected) << server.stderr_tail();
+    const size_t limit = 48u << 20;
+    std::string chunk = binary_payload(1 << 16, 9);
+    size_t sent = 0;
+    int quiet_looks = 0;  // consecutive windows in which the server took nothing
+    Deadline deadline(answer_limit() * 2);
+    while (sent < limit && quiet_looks < 2 && !deadline.expired()) {
+        size_t now = hog.send_some(chunk);
+        sent += now;
+        if (now < chunk.size()) {
+            pollfd p{hog.fd(), POLLOUT, 0};
+            quiet_looks = poll(&p, 1, static_cast<int>(quiet_window().count())) == 0 ? quiet_looks + 1 : 0;
+        }
+    }
+    long growth_kib = resident_kib() - memory_before;
+    EXPECT_TRUE(sent < limit && growth_kib < (32L << 10))
+        << "a client sent " << (sent >> 20) << " MiB without reading any echo, and the server's "
+        << "memory grew by " << (growth_kib >> 10) << " MiB: it keeps reading a client whose "
+        << "echo piles up.\n  hint: " << hint << server.stderr_tail();
+    Client bob = Client::try_connect(server.endpoint(), "bob", &connected);
+    ASSERT_TRUE(connected) << server.stderr_tail();
+    ASSERT_TRUE(bob.send("still serving?\n"));
+    EXPECT_TRUE(bob.expect("still serving?\n")) << server.stderr_tail();
+}
+
+void fifty_simultaneous_connects(ServerProcess& server, const Diagnosis& diagnose) {
+    std::vector<Client> clients;
+    {
+        Frozen frozen(server);
+        ASSERT_TRUE(frozen.stopped()) << "could not pause the server with SIGSTOP";
+        for (int i = 0; i < 50; ++i) {
+            ::testing::AssertionResult connected = ::testing::AssertionSuccess();
+            clients.push_back(Client::try_connect(server.endpoint(), "client " + std::to_string(i + 1), &connected));
+            ASSERT_TRUE(connected) << server.stderr_tail();
+            ASSERT_TRUE(clients.back().send("hello from " + clients.back().name() + "\n"));
+        }
+    }
+    for (Client& client : clients) {
+        if (client.expect("hello from " + client.name() + "\n")) continue;
+        ADD_FAILURE() << "50 clients connected and sent a line while the server was paused (SIGSTOP); "
+                      << "after it resumed, " << client.name() << " got no echo."
+                      << diagnose(server, clients) << server.stderr_tail();
+        break;
+    }
+}
+
+// ---- epoll --------------------------------------------------------------------------------
+
+void interest_list_tracks_clients(ServerProcess& server, std::vector<Client>& clients, Trigger trigger) {
+    const bool edge = trigger == Trigger::kEdge;
+    const char* mode = edge ? "this stage is edge-triggered" : "this stage is level-triggered";
+    std::string where = "/proc/" + std::to_string(server.pid()) + "/fdinfo";
+    auto list = interest_list(server);
+    ASSERT_TRUE(list.has_value());
+    ASSERT_TRUE(list->has_epoll) << "the server has no epoll fd (anon_inode:[eventpoll] in /proc/"
+                                 << server.pid() << "/fd)\n  hint: epoll_create1(), then "
+                                 << "epoll_ctl(EPOLL_CTL_ADD) the listener and each client";
+    EXPECT_TRUE(list->listener_watched)
+        << "the listening socket is not in the epoll interest list (" << where << ")";
+    if (!edge) {
+        EXPECT_FALSE(list->listener_events & EPOLLET)
+            << "the listening socket is registered with EPOLLET: " << mode;
+    }
+    for (const Client& client : clients) {
+        auto found = list->clients.find(client.local_port());
+        if (found == list->clients.end()) {
+            ADD_FAILURE() << client.name() << " is connected and served, but its socket is not in "
+                          << "the epoll interest list (the tfd lines of " << where << ")";
+            continue;
+        }
+        bool registered_edge = (found->second & EPOLLET) != 0;
+        EXPECT_TRUE(registered_edge == edge)
+            << client.name() << "'s socket is registered " << (registered_edge ? "with" : "without")
+            << " EPOLLET (events 0x" << std::hex << found->second << std::dec << " in " << where << "): " << mode
+            << (edge ? "\n  hint: OR EPOLLET into the events of every registration (EPOLL_CTL_ADD and "
+                       "EPOLL_CTL_MOD, the listener and each client)"
+                     : "\n  hint: register for EPOLLIN (and EPOLLOUT while output waits), without EPOLLET");
+    }
+    std::set<unsigned> leaving;
+    for (size_t i = 0; i < 3 && i < clients.size(); ++i) {
+        leaving.insert(clients[i].local_port());
+        clients[i].close();
+    }
+    std::vector<std::string> stale;
+    bool cleaned = eventually(answer_limit(), [&] {
+        stale.clear();
+        auto now = interest_list(server);
+        if (!now) return false;
+        for (const auto& [port, events] : now->clients)
+            if (leaving.count(port)) stale.push_back("port " + std::to_string(port));
+        return stale.empty();
+    });
+    EXPECT_TRUE(cleaned) << "3 of " << clients.size() << " clients left, and their sockets are still in the "
+                         << "interest list (" << stale.size() << " stale entries, " << where << ")"
+                         << "\n  hint: when a client leaves, close its socket (close() removes it from "
+                            "epoll, as long as no other fd refers to it) and forget it";
+}
+
+void idle_in_epoll_wait(ServerProcess& server) {
+    for (pid_t task : proc::threads(server.pid())) {
+        auto idle = proc::idle_syscall(server.pid(), task);
+        ASSERT_TRUE(idle.has_value()) << "thread " << task << " never settled in a system call "
+                                      << "while every client was quiet (a busy loop?)";
+        EXPECT_TRUE(is_epoll_wait(*idle))
+            << "with its clients connected and quiet, thread " << task << " waits in "
+            << proc::syscall_name(*idle) << ", not in epoll_wait (see /proc/" << server.pid() << "/task/" << task
+            << "/syscall)\n  hint: the one place this server sleeps is epoll_wait() with no "
+               "timeout: no sleep(), no poll(), no timer";
+    }
+}
+
+void idle_after_backpressure(ServerProcess& server, const std::string& hint) {
+    // A floods the server without reading until the server stops reading A;
+    // then A reads everything back. After that, nothing is left to write.
+    ConnectOptions small_buffer;
+    small_buffer.receive_buffer = 4096;
+    ::testing::AssertionResult connected = ::testing::AssertionSuccess();
+    Client alice = Client::try_connect(server.endpoint(), "A (slow reader)", &connected, small_buffer);
+    ASSERT_TRUE(connected) << server.stderr_tail();
+    std::string flood = binary_payload(8u << 20, 9);
+    size_t sent = flood_until_stalled(alice, flood);
+    ASSERT_TRUE(alice.expect(std::string_view(flood).substr(0, sent), answer_limit() * 2))
+        << "\n  hint: A stopped reading, then read again: it must get every byte it sent, once";
+    auto activity = proc::idle_activity(server.pid());
+    ASSERT_TRUE(activity.has_value());
+    EXPECT_EQ(*activity, "")
+        << "A's echo was held back by a full socket buffer and has all been delivered; now the "
+           "server is idle, yet " << *activity << "\n  hint: " << hint;
+    auto list = interest_list(server);
+    ASSERT_TRUE(list.has_value());
+    auto found = list->clients.find(alice.local_port());
+    if (found != list->clients.end()) {
+        EXPECT_FALSE(found->second & EPOLLOUT)
+            << "A has nothing left to receive, yet its socket is still watched for EPOLLOUT "
+               "(/proc/" << server.pid() << "/fdinfo): disarm it once the output queue is empty";
+    }
 }
 
 }  // namespace muxlab::test::battery

@@ -1,9 +1,12 @@
 #include "harness/event_loop.hpp"
 
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/syscall.h>
 
+#include <ios>
 #include <set>
+#include <sstream>
 
 #include "harness/proc_probe.hpp"
 #include "harness/timing.hpp"
@@ -65,6 +68,18 @@ bool is_epoll_wait(long call) {
     if (call == SYS_epoll_pwait2) return true;
 #endif
     return call == SYS_epoll_wait || call == SYS_epoll_pwait;
+}
+
+std::string output_stalled(ServerProcess& server, const Client& client, const std::string& hint) {
+    auto list = interest_list(server);
+    if (!list) return "";
+    auto found = list->clients.find(client.local_port());
+    if (found == list->clients.end() || (found->second & EPOLLOUT)) return "";
+    std::ostringstream text;
+    text << "\n  " << client.name() << " is waiting for its echo, yet the server's socket for it is "
+         << "watched without EPOLLOUT (events 0x" << std::hex << found->second << std::dec
+         << "): the echo waiting in the server has nothing to wake it\n  hint: " << hint;
+    return text.str();
 }
 
 }  // namespace muxlab::test

@@ -66,6 +66,13 @@ struct InterestList {
 /// Reads @p server's interest list; nullopt when /proc cannot be read.
 std::optional<InterestList> interest_list(ServerProcess& server);
 
+/**
+ * When the server's socket for @p client is in the interest list without
+ * EPOLLOUT: echo that waits in the server then has nothing to wake it. Says
+ * so, followed by @p hint (how this stage arms EPOLLOUT); "" otherwise.
+ */
+std::string output_stalled(ServerProcess& server, const Client& client, const std::string& hint);
+
 /// True for epoll_wait, epoll_pwait and epoll_pwait2.
 bool is_epoll_wait(long call);
 

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -307,6 +308,22 @@ std::string ChildProcess::stderr_text() const {
 size_t ChildProcess::output_discarded() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return discarded_;
+}
+
+ScratchDirectory::ScratchDirectory(const std::string& prefix) {
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp") + "/" + prefix + "-XXXXXX";
+    if (mkdtemp(pattern.data()) == nullptr) {
+        failure_ = "harness: cannot make a directory " + pattern + ": " + std::strerror(errno);
+        return;
+    }
+    path_ = pattern;
+}
+
+ScratchDirectory::~ScratchDirectory() {
+    if (path_.empty()) return;
+    std::error_code ignored;  // a file a stopped program held may already be gone
+    std::filesystem::remove_all(path_, ignored);
 }
 
 std::string run_program(const std::vector<std::string>& argv, int* exit_status, Millis budget) {

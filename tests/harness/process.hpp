@@ -116,6 +116,32 @@ private:
     std::thread drainer_;
 };
 
+/**
+ * @brief A fresh directory under the temporary folder (mkdtemp), removed with
+ *        everything in it when this object goes: the working files of a real
+ *        program a test drives. Declare it before the ChildProcess that uses
+ *        it, so that the program has stopped when its files are removed.
+ */
+class ScratchDirectory {
+public:
+    /// Makes TMPDIR/PREFIX-XXXXXX (/tmp when TMPDIR is unset); check made().
+    explicit ScratchDirectory(const std::string& prefix);
+    ~ScratchDirectory();
+    ScratchDirectory(const ScratchDirectory&) = delete;
+    ScratchDirectory& operator=(const ScratchDirectory&) = delete;
+
+    /// True when the directory exists.
+    bool made() const { return failure_.empty(); }
+    /// Why it could not be made (empty when it was).
+    const std::string& failure() const { return failure_; }
+    /// Its absolute path.
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+    std::string failure_;
+};
+
 /// Runs @p argv to completion (at most @p budget, then it is killed); returns its stdout.
 std::string run_program(const std::vector<std::string>& argv, int* exit_status = nullptr,
                         Millis budget = answer_limit());

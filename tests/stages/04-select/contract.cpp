@@ -4,7 +4,6 @@
  *        one thread, with select().
  */
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -116,31 +115,22 @@ TEST_F(Select, StopsOnSigterm) { battery::sigterm_stops(server()); }
 // The first test a half-done loop fails: the message says where alice's line
 // stopped (never waited for, never accepted, never read, never sent back).
 TEST_F(Select, EchoesLine) {
-    std::vector<Client> clients;
-    clients.push_back(connect("alice"));
-    Client& alice = clients.front();
-    ASSERT_TRUE(alice.send("hello, echo\n"));
-    ::testing::AssertionResult echoed = alice.expect("hello, echo\n");
-    if (echoed) return;
-    std::string queues = queue_report(server(), clients);
-    auto idle = proc::idle_syscall(server().pid(), server().pid(), quiet_window() * 4);
-    std::string seen;
-    if (idle && !is_select(*idle)) {
-        seen = "\n  the server sleeps in " + proc::syscall_name(*idle) + ", not in select()" + queues +
-               "\n  hint: every turn of the loop, build the read and write sets and wait in select() "
-               "until one of them is ready";
-    } else if (queues.find("accept queue") != std::string::npos) {
-        seen = queues + "\n  hint: alice's connection was never accepted. When select() says the "
-                        "listener is readable (FD_ISSET), accept what waits";
-    } else if (!queues.empty()) {
-        seen = queues + "\n  hint: alice was accepted, but her line was never read: put every client "
-                        "that wants input in the read set, and read_from() those FD_ISSET reports";
-    } else {
-        seen = "\n  the server read alice's line (nothing waits in its socket) but sent nothing back"
+    battery::echoes_line(server(), [](const battery::LineStop& stop) -> std::string {
+        if (stop.sleeps_in && !is_select(*stop.sleeps_in))
+            return "\n  the server sleeps in " + proc::syscall_name(*stop.sleeps_in) + ", not in select()" +
+                   stop.queues +
+                   "\n  hint: every turn of the loop, build the read and write sets and wait in select() "
+                   "until one of them is ready";
+        if (stop.never_accepted())
+            return stop.queues + "\n  hint: alice's connection was never accepted. When select() says the "
+                                 "listener is readable (FD_ISSET), accept what waits";
+        if (stop.never_read())
+            return stop.queues + "\n  hint: alice was accepted, but her line was never read: put every client "
+                                 "that wants input in the read set, and read_from() those FD_ISSET reports";
+        return "\n  the server read alice's line (nothing waits in its socket) but sent nothing back"
                "\n  hint: a client with pending echo goes in the write set; write_to() it when FD_ISSET "
                "says it is writable";
-    }
-    FAIL() << echoed.message() << seen << context();
+    });
 }
 TEST_F(Select, EchoesBinary) { battery::echoes_binary(endpoint()); }
 TEST_F(Select, PipelinedLines) { battery::pipelined_lines(endpoint()); }
@@ -189,36 +179,8 @@ TEST_F(Select, TwentyClientsAtOnce) {
 // it, and TCP flow control blocks the client's sends. Judged two ways: how
 // much the client could send, and how much the server's memory grew.
 TEST_F(Select, UnreadEchoIsBounded) {
-    auto resident_kib = [&] {
-        auto field = proc::status_field(server().pid(), "VmRSS");  // "1234 kB"
-        return field ? std::strtol(field->c_str(), nullptr, 10) : 0L;
-    };
-    long memory_before = resident_kib();
-    ConnectOptions small_buffer;
-    small_buffer.receive_buffer = 4096;
-    Client hog = connect("hog (never reads)", small_buffer);
-    const size_t limit = 48u << 20;
-    std::string chunk = binary_payload(1 << 16, 9);
-    size_t sent = 0;
-    int quiet_looks = 0;  // consecutive windows in which the server took nothing
-    Deadline deadline(answer_limit() * 2);
-    while (sent < limit && quiet_looks < 2 && !deadline.expired()) {
-        size_t now = hog.send_some(chunk);
-        sent += now;
-        if (now < chunk.size()) {
-            pollfd p{hog.fd(), POLLOUT, 0};
-            quiet_looks = poll(&p, 1, static_cast<int>(quiet_window().count())) == 0 ? quiet_looks + 1 : 0;
-        }
-    }
-    long growth_kib = resident_kib() - memory_before;
-    EXPECT_TRUE(sent < limit && growth_kib < (32L << 10))
-        << "a client sent " << (sent >> 20) << " MiB without reading any echo, and the server's "
-        << "memory grew by " << (growth_kib >> 10) << " MiB: it keeps reading a client whose "
-        << "echo piles up.\n  hint: while a client's pending echo is above a cap, stop watching it "
-           "for input (leave it out of the read set): TCP flow control then makes the client wait" << context();
-    Client bob = connect("bob");
-    ASSERT_TRUE(bob.send("still serving?\n"));
-    EXPECT_TRUE(bob.expect("still serving?\n")) << context();
+    battery::unread_echo_bounded(server(), "while a client's pending echo is above a cap, stop watching it for input "
+                                           "(leave it out of the read set): TCP flow control then makes the client wait");
 }
 
 // ---- the lesson: the sets, their limit, and sleeping ------------------------------------

@@ -123,42 +123,32 @@ TEST_F(Poll, StopsOnSigterm) { battery::sigterm_stops(server()); }
 // The first test a half-done loop fails: the message says where alice's line
 // stopped (never waited for, never accepted, not in the array, never read).
 TEST_F(Poll, EchoesLine) {
-    std::vector<Client> clients;
-    clients.push_back(connect("alice"));
-    Client& alice = clients.front();
-    ASSERT_TRUE(alice.send("hello, echo\n"));
-    ::testing::AssertionResult echoed = alice.expect("hello, echo\n");
-    if (echoed) return;
-    std::string queues = queue_report(server(), clients);
-    auto idle = proc::idle_syscall(server().pid(), server().pid(), quiet_window() * 4);
-    std::string seen;
-    if (idle && !is_poll(*idle)) {
-        seen = "\n  the server sleeps in " + proc::syscall_name(*idle) + ", not in poll()" + queues +
-               "\n  hint: every turn of the loop, wait in poll() on the whole pollfd array";
-    } else if (queues.find("accept queue") != std::string::npos) {
-        seen = queues + "\n  hint: alice's connection was never accepted. When poll() reports POLLIN "
-                        "in the listener's revents (slot 0), accept what waits";
-    } else if (!queues.empty()) {
-        std::string why;
-        auto watched = poll_wait_set(server().pid(), &why);
-        auto sockets = proc::socket_fds(server().pid());
-        bool in_array = false;
-        if (watched && sockets)
-            for (int fd : sockets->connected)
-                in_array = in_array || std::find(watched->begin(), watched->end(), fd) != watched->end();
-        if (watched && sockets && !sockets->connected.empty() && !in_array)
-            seen = queues + "\n  alice's connection was accepted, but her socket is not in the pollfd "
-                            "array poll() waits on" +
-                   "\n  hint: give every client you keep an entry (its fd, events POLLIN) in the array, "
-                   "and keep its state at the same index";
-        else
-            seen = queues + "\n  alice's socket is in the pollfd array, but her line was never read"
-                            "\n  hint: act on each entry's revents: POLLIN (or POLLHUP) means read now";
-    } else {
-        seen = "\n  the server read alice's line (nothing waits in its socket) but sent nothing back"
+    battery::echoes_line(server(), [&](const battery::LineStop& stop) -> std::string {
+        if (stop.sleeps_in && !is_poll(*stop.sleeps_in))
+            return "\n  the server sleeps in " + proc::syscall_name(*stop.sleeps_in) + ", not in poll()" +
+                   stop.queues + "\n  hint: every turn of the loop, wait in poll() on the whole pollfd array";
+        if (stop.never_accepted())
+            return stop.queues + "\n  hint: alice's connection was never accepted. When poll() reports POLLIN "
+                                 "in the listener's revents (slot 0), accept what waits";
+        if (stop.never_read()) {
+            std::string why;
+            auto watched = poll_wait_set(server().pid(), &why);
+            auto sockets = proc::socket_fds(server().pid());
+            bool in_array = false;
+            if (watched && sockets)
+                for (int fd : sockets->connected)
+                    in_array = in_array || std::find(watched->begin(), watched->end(), fd) != watched->end();
+            if (watched && sockets && !sockets->connected.empty() && !in_array)
+                return stop.queues + "\n  alice's connection was accepted, but her socket is not in the pollfd "
+                                     "array poll() waits on"
+                                     "\n  hint: give every client you keep an entry (its fd, events POLLIN) in "
+                                     "the array, and keep its state at the same index";
+            return stop.queues + "\n  alice's socket is in the pollfd array, but her line was never read"
+                                 "\n  hint: act on each entry's revents: POLLIN (or POLLHUP) means read now";
+        }
+        return "\n  the server read alice's line (nothing waits in its socket) but sent nothing back"
                "\n  hint: a client with pending echo asks for POLLOUT; write when revents has it";
-    }
-    FAIL() << echoed.message() << seen << context();
+    });
 }
 TEST_F(Poll, EchoesBinary) { battery::echoes_binary(endpoint()); }
 TEST_F(Poll, PipelinedLines) { battery::pipelined_lines(endpoint()); }
@@ -214,37 +204,10 @@ TEST_F(Poll, StoppedReaderDoesNotBlockOthers) {
 // it, and TCP flow control blocks the client's sends. Judged two ways: how
 // much the client could send, and how much the server's memory grew.
 TEST_F(Poll, UnreadEchoIsBounded) {
-    auto resident_kib = [&] {
-        auto field = proc::status_field(server().pid(), "VmRSS");  // "1234 kB"
-        return field ? std::strtol(field->c_str(), nullptr, 10) : 0L;
-    };
-    long memory_before = resident_kib();
-    ConnectOptions small_buffer;
-    small_buffer.receive_buffer = 4096;
-    Client hog = connect("hog (never reads)", small_buffer);
-    const size_t limit = 48u << 20;
-    std::string chunk = binary_payload(1 << 16, 9);
-    size_t sent = 0;
-    int quiet_looks = 0;  // consecutive windows in which the server took nothing
-    Deadline deadline(answer_limit() * 2);
-    while (sent < limit && quiet_looks < 2 && !deadline.expired()) {
-        size_t now = hog.send_some(chunk);
-        sent += now;
-        if (now < chunk.size()) {
-            pollfd p{hog.fd(), POLLOUT, 0};
-            quiet_looks = poll(&p, 1, static_cast<int>(quiet_window().count())) == 0 ? quiet_looks + 1 : 0;
-        }
-    }
-    long growth_kib = resident_kib() - memory_before;
-    EXPECT_TRUE(sent < limit && growth_kib < (32L << 10))
-        << "a client sent " << (sent >> 20) << " MiB without reading any echo, and the server's "
-        << "memory grew by " << (growth_kib >> 10) << " MiB: it keeps reading a client whose "
-        << "echo piles up.\n  hint: while a client's pending echo is above a cap, stop watching it "
-           "for input (clear POLLIN in its events with events &= ~POLLIN; events |= ~POLLIN sets every other "
-           "bit and clears nothing): TCP flow control then makes the client wait" << context();
-    Client bob = connect("bob");
-    ASSERT_TRUE(bob.send("still serving?\n"));
-    EXPECT_TRUE(bob.expect("still serving?\n")) << context();
+    battery::unread_echo_bounded(server(), "while a client's pending echo is above a cap, stop watching it for input "
+                                           "(clear POLLIN in its events with events &= ~POLLIN; events |= ~POLLIN sets "
+                                           "every other bit and clears nothing): TCP flow control then makes the client "
+                                           "wait");
 }
 
 // ---- the lesson: the client limit, thousands of clients, the array -------------------------

@@ -64,17 +64,24 @@ bool is_socket_read(long call) {
 
 /**
  * Waits until @p server holds a connected socket and has settled again (or a
- * few quiet windows pass); returns the call it settled in. A client that speaks
- * only then makes a socket that cannot raise SIGIO fail every time, not only
- * when its bytes happen to come in before the accept.
+ * few quiet windows pass). A client that speaks only then makes a socket that
+ * cannot raise SIGIO fail every time, not only when its bytes happen to come
+ * in before the accept. Woken once more after the accept (a connection may
+ * raise SIGIO more than once), a server whose new sockets are still blocking
+ * goes into read() on the silent client: that fails here, before the client's
+ * bytes would free it.
  */
-std::optional<long> await_accepted_and_settled(ServerProcess& server) {
-    if (!proc::readable(server.pid())) return std::nullopt;
+::testing::AssertionResult settles_after_accept(ServerProcess& server) {
+    if (!proc::readable(server.pid())) return ::testing::AssertionSuccess();
     eventually(quiet_window() * 4, [&] {
         auto sockets = proc::socket_fds(server.pid());
         return sockets && !sockets->connected.empty();
     });
-    return proc::idle_syscall(server.pid(), server.pid(), quiet_window() * 4);
+    std::optional<long> settled_in = proc::idle_syscall(server.pid(), server.pid(), quiet_window() * 4);
+    if (!settled_in || !is_socket_read(*settled_in)) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure()
+           << "before alice sent anything, the server blocked in " << proc::syscall_name(*settled_in)
+           << "(): it waits for her alone, and every other client waits with it";
 }
 
 // ---- the server contract ----------------------------------------------------------
@@ -94,79 +101,61 @@ TEST_F(Sigio, StopsOnSigterm) { battery::sigterm_stops(server()); }
 // The first test a half-done server fails: the message says where alice's
 // line stopped, from the flags of the server's sockets and what waits in them.
 TEST_F(Sigio, EchoesLine) {
-    std::vector<Client> clients;
-    clients.push_back(connect("alice"));
-    Client& alice = clients.front();
-    // Woken once more after the accept (a connection may raise SIGIO more than
-    // once), a server whose new sockets are still blocking goes into read() on
-    // a silent alice: that is caught here, before her line would free it.
-    std::optional<long> settled_in = await_accepted_and_settled(server());
-    ::testing::AssertionResult echoed = ::testing::AssertionFailure();
-    if (settled_in && is_socket_read(*settled_in)) {
-        echoed << "before alice sent anything, the server blocked in " << proc::syscall_name(*settled_in)
-               << "(): it waits for her alone, and every other client waits with it";
-    } else {
-        ASSERT_TRUE(alice.send("hello, echo\n"));
-        echoed = alice.expect("hello, echo\n");
-        if (echoed) return;
-    }
-    if (auto exit = server().wait_exit(Millis(0)))
-        FAIL() << echoed.message() << "\n  the server " << exit->describe()
-               << "\n  hint: the default action of SIGIO ends the process: catch it with sigaction() "
-                  "before any socket can raise it" << context();
-    std::string queues = queue_report(server(), clients);
-    auto idle = proc::idle_syscall(server().pid(), server().pid(), quiet_window() * 4);
-    auto sockets = proc::socket_fds(server().pid());
-    std::string listener_missing, client_missing;
-    int client_fd = -1;
-    if (sockets && !sockets->listening.empty())
-        if (auto flags = fd_flags(server(), sockets->listening.front())) listener_missing = missing_flags(*flags);
-    if (sockets && !sockets->connected.empty()) {
-        client_fd = sockets->connected.front();
-        if (auto flags = fd_flags(server(), client_fd)) client_missing = missing_flags(*flags);
-    }
-    std::string seen;
-    if (idle && !is_signal_wait(*idle)) {
-        seen = "\n  the server is blocked in " + proc::syscall_name(*idle) + ", not waiting for a signal" +
-               queues;
-        if (!listener_missing.empty())
-            seen += "\n  the listening socket has no " + listener_missing +
-                    ": once the waiting connections are taken, accept() blocks the whole server";
-        if (listener_missing.empty() && !client_missing.empty())
-            seen += "\n  alice's socket (fd " + std::to_string(client_fd) + ") has no " + client_missing +
-                    "\n  hint: accepted sockets do not inherit O_ASYNC, O_NONBLOCK or the owner from the "
-                    "listener: make each one signal-driven as soon as it is accepted";
-        else
-            seen += "\n  hint: make_signal_driven() names this process as the owner (F_SETOWN) and turns on "
-                    "O_ASYNC | O_NONBLOCK, on the listener and on every accepted socket";
-    } else if (idle && *idle == SYS_pause && sigio_blocked(server())) {
-        seen = "\n  the server sleeps in pause() with SIGIO blocked: the signal stays pending and never "
-               "wakes it" + queues +
-               "\n  hint: sleep with sigsuspend() and the mask without SIGIO: it lets the pending signal "
-               "in and sleeps in one step";
-    } else if (queues.find("accept queue") != std::string::npos) {
-        seen = queues;
-        if (!listener_missing.empty())
-            seen += "\n  the listening socket has no " + listener_missing +
-                    ", so no SIGIO announced the connection"
-                    "\n  hint: make_signal_driven() the listener: F_SETOWN to this process, then O_ASYNC "
-                    "| O_NONBLOCK";
-        else
-            seen += "\n  hint: on every SIGIO, accept until accept() fails with EAGAIN";
-    } else if (!queues.empty() && !client_missing.empty()) {
-        seen = queues + "\n  alice's connection was accepted, but her socket (fd " + std::to_string(client_fd) +
-               ") has no " + client_missing + ", so her line raised no SIGIO"
-               "\n  hint: accepted sockets do not inherit O_ASYNC, O_NONBLOCK or the owner from the "
-               "listener: make each one signal-driven, and serve it at once (bytes that came before "
-               "raised no signal)";
-    } else if (!queues.empty()) {
-        seen = queues + "\n  alice's socket raises SIGIO, but her line was never read"
-                        "\n  hint: on every signal, read each socket until read() fails with EAGAIN";
-    } else {
-        seen = "\n  the server read alice's line (nothing waits in its socket) but sent nothing back"
+    // alice arrives once the server sleeps: a line that came before its first
+    // sleep would be served by the turn before it, hiding how it sleeps.
+    proc::idle_syscall(server().pid(), server().pid(), quiet_window() * 4);
+    battery::echoes_line(server(), [&](const battery::LineStop& stop) -> std::string {
+        if (stop.exit)
+            return "\n  the server " + stop.exit->describe() +
+                   "\n  hint: the default action of SIGIO ends the process: catch it with sigaction() "
+                   "before any socket can raise it";
+        auto sockets = proc::socket_fds(server().pid());
+        std::string listener_missing, client_missing;
+        int client_fd = -1;
+        if (sockets && !sockets->listening.empty())
+            if (auto flags = fd_flags(server(), sockets->listening.front())) listener_missing = missing_flags(*flags);
+        if (sockets && !sockets->connected.empty()) {
+            client_fd = sockets->connected.front();
+            if (auto flags = fd_flags(server(), client_fd)) client_missing = missing_flags(*flags);
+        }
+        if (stop.sleeps_in && !is_signal_wait(*stop.sleeps_in)) {
+            std::string seen = "\n  the server is blocked in " + proc::syscall_name(*stop.sleeps_in) +
+                               ", not waiting for a signal" + stop.queues;
+            if (!listener_missing.empty())
+                seen += "\n  the listening socket has no " + listener_missing +
+                        ": once the waiting connections are taken, accept() blocks the whole server";
+            else if (!client_missing.empty())
+                return seen + "\n  alice's socket (fd " + std::to_string(client_fd) + ") has no " +
+                       client_missing +
+                       "\n  hint: accepted sockets do not inherit O_ASYNC, O_NONBLOCK or the owner from the "
+                       "listener: make each one signal-driven as soon as it is accepted";
+            return seen + "\n  hint: make_signal_driven() names this process as the owner (F_SETOWN) and turns "
+                          "on O_ASYNC | O_NONBLOCK, on the listener and on every accepted socket";
+        }
+        if (stop.sleeps_in && *stop.sleeps_in == SYS_pause && sigio_blocked(server()))
+            return "\n  the server sleeps in pause() with SIGIO blocked: the signal stays pending and never "
+                   "wakes it" + stop.queues +
+                   "\n  hint: sleep with sigsuspend() and the mask without SIGIO: it lets the pending signal "
+                   "in and sleeps in one step";
+        if (stop.never_accepted() && !listener_missing.empty())
+            return stop.queues + "\n  the listening socket has no " + listener_missing +
+                   ", so no SIGIO announced the connection"
+                   "\n  hint: make_signal_driven() the listener: F_SETOWN to this process, then O_ASYNC "
+                   "| O_NONBLOCK";
+        if (stop.never_accepted())
+            return stop.queues + "\n  hint: on every SIGIO, accept until accept() fails with EAGAIN";
+        if (stop.never_read() && !client_missing.empty())
+            return stop.queues + "\n  alice's connection was accepted, but her socket (fd " +
+                   std::to_string(client_fd) + ") has no " + client_missing + ", so her line raised no SIGIO"
+                   "\n  hint: accepted sockets do not inherit O_ASYNC, O_NONBLOCK or the owner from the "
+                   "listener: make each one signal-driven, and serve it at once (bytes that came before "
+                   "raised no signal)";
+        if (stop.never_read())
+            return stop.queues + "\n  alice's socket raises SIGIO, but her line was never read"
+                                 "\n  hint: on every signal, read each socket until read() fails with EAGAIN";
+        return "\n  the server read alice's line (nothing waits in its socket) but sent nothing back"
                "\n  hint: echo what was read: send() what the socket takes, keep the rest pending";
-    }
-    FAIL() << echoed.message() << seen << context();
+    }, [&] { return settles_after_accept(server()); });
 }
 TEST_F(Sigio, EchoesBinary) { battery::echoes_binary(endpoint()); }
 TEST_F(Sigio, PipelinedLines) { battery::pipelined_lines(endpoint()); }
@@ -184,25 +173,11 @@ TEST_F(Sigio, FiftyClientsAtOnce) { battery::many_clients_at_once(endpoint(), 50
 
 TEST_F(Sigio, FiftySimultaneousConnects) {
     MUXLAB_REQUIRE_PROC();
-    std::vector<Client> clients;
-    {
-        Frozen frozen(server());
-        ASSERT_TRUE(frozen.stopped()) << "could not pause the server with SIGSTOP";
-        for (int i = 0; i < 50; ++i) {
-            clients.push_back(connect("client " + std::to_string(i + 1)));
-            ASSERT_TRUE(clients.back().send("hello from " + clients.back().name() + "\n"));
-        }
-    }
-    for (Client& client : clients) {
-        if (client.expect("hello from " + client.name() + "\n")) continue;
-        ADD_FAILURE() << "50 clients connected and sent a line while the server was paused (SIGSTOP); "
-                      << "after it resumed, " << client.name() << " got no echo."
-                      << queue_report(server(), clients)
-                      << "\n  hint: one SIGIO may stand for many connections: accept in a loop "
-                         "until accept() fails with EAGAIN, and serve each new socket at once"
-                      << context();
-        break;
-    }
+    battery::fifty_simultaneous_connects(server(), [](ServerProcess& server, const std::vector<Client>& clients) {
+        return queue_report(server, clients) +
+               "\n  hint: one SIGIO may stand for many connections: accept in a loop until accept() fails "
+               "with EAGAIN, and serve each new socket at once";
+    });
 }
 
 // ---- the model: signals ------------------------------------------------------------

@@ -12,9 +12,7 @@
 #include <sys/epoll.h>
 #include <sys/syscall.h>
 
-#include <map>
-#include <set>
-#include <sstream>
+#include <string>
 #include <vector>
 
 #include "harness/battery.hpp"
@@ -27,23 +25,9 @@ class EpollLt : public ServerTest {};
 
 // ---- where an echo stopped --------------------------------------------------------
 
-/**
- * When the server's socket for @p client is watched without EPOLLOUT: echo
- * that waits in the server then has nothing to wake it. "" otherwise.
- */
-std::string output_stalled(ServerProcess& server, const Client& client) {
-    auto list = interest_list(server);
-    if (!list) return "";
-    auto found = list->clients.find(client.local_port());
-    if (found == list->clients.end() || (found->second & EPOLLOUT)) return "";
-    std::ostringstream text;
-    text << "\n  " << client.name() << " is waiting for its echo, and the server's socket for it is "
-         << "watched without EPOLLOUT (events 0x" << std::hex << found->second << std::dec
-         << "): echo that a send() did not take waits in the server with nothing to wake it"
-         << "\n  hint: while output is queued, watch the socket for EPOLLOUT too (EPOLL_CTL_MOD), "
-            "and send the rest when it is reported";
-    return text.str();
-}
+/// How this stage arms EPOLLOUT, for output_stalled().
+constexpr const char* kEpolloutHint =
+    "while output is queued, watch the socket for EPOLLOUT too (EPOLL_CTL_MOD), and send the rest when it is reported";
 
 /**
  * Why the first of @p clients got no echo back, as /proc shows the server: no epoll
@@ -83,7 +67,7 @@ std::string where_the_echo_stopped(ServerProcess& server, const std::vector<Clie
                "\n  hint: put each new client on the interest list (EPOLL_CTL_ADD) for EPOLLIN";
     if (!queues.empty())
         return queues + "\n  hint: when epoll_wait() reports a client's socket, read what it sent";
-    return output_stalled(server, client);
+    return output_stalled(server, client, kEpolloutHint);
 }
 
 // ---- the server contract ----------------------------------------------------------
@@ -153,7 +137,7 @@ TEST_F(EpollLt, StoppedReaderDoesNotBlockOthers) {
     ::testing::AssertionResult echoed =
         clients[0].expect(std::string_view(flood).substr(0, sent), answer_limit() * 2);
     if (echoed) return;
-    std::string seen = output_stalled(server(), clients[0]);
+    std::string seen = output_stalled(server(), clients[0], kEpolloutHint);
     if (seen.empty()) seen = "\n  hint: once A reads again it must get every byte it sent, in order, exactly once";
     FAIL() << "client A sent " << sent << " bytes without reading, then read again and did not get "
            << "them all back: " << echoed.message() << queue_report(server(), clients) << seen << context();
@@ -162,26 +146,12 @@ TEST_F(EpollLt, FiftyClientsAtOnce) { battery::many_clients_at_once(endpoint(), 
 
 TEST_F(EpollLt, FiftySimultaneousConnects) {
     MUXLAB_REQUIRE_PROC();
-    std::vector<Client> clients;
-    {
-        Frozen frozen(server());
-        ASSERT_TRUE(frozen.stopped()) << "could not pause the server with SIGSTOP";
-        for (int i = 0; i < 50; ++i) {
-            clients.push_back(connect("client " + std::to_string(i + 1)));
-            ASSERT_TRUE(clients.back().send("hello from " + clients.back().name() + "\n"));
-        }
-    }
-    for (Client& client : clients) {
-        if (client.expect("hello from " + client.name() + "\n")) continue;
-        ADD_FAILURE() << "50 clients connected and sent a line while the server was paused (SIGSTOP); "
-                      << "after it resumed, " << client.name() << " got no echo."
-                      << queue_report(server(), clients)
-                      << "\n  hint: the listener is ready while connections wait: accept them "
-                         "(level-triggered epoll reports it again as long as one is left), and "
-                         "keep the listener non-blocking so accept() never blocks the loop"
-                      << context();
-        break;
-    }
+    battery::fifty_simultaneous_connects(server(), [](ServerProcess& server, const std::vector<Client>& clients) {
+        return queue_report(server, clients) +
+               "\n  hint: the listener is ready while connections wait: accept them (level-triggered epoll "
+               "reports it again as long as one is left), and keep the listener non-blocking so accept() "
+               "never blocks the loop";
+    });
 }
 
 // ---- the model: epoll, level-triggered ----------------------------------------------
@@ -190,89 +160,21 @@ TEST_F(EpollLt, InterestListTracksClients) {
     MUXLAB_REQUIRE_PROC();
     std::vector<Client> clients = connect_served(5);
     ASSERT_FALSE(HasFailure());
-    std::string where = "/proc/" + std::to_string(server().pid()) + "/fdinfo";
-    auto list = interest_list(server());
-    ASSERT_TRUE(list.has_value());
-    ASSERT_TRUE(list->has_epoll) << "the server has no epoll fd (anon_inode:[eventpoll] in /proc/"
-                                 << server().pid() << "/fd)\n  hint: epoll_create1(), then "
-                                 << "epoll_ctl(EPOLL_CTL_ADD) the listener and each client";
-    EXPECT_TRUE(list->listener_watched)
-        << "the listening socket is not in the epoll interest list (" << where << ")";
-    EXPECT_FALSE(list->listener_events & EPOLLET)
-        << "the listening socket is registered with EPOLLET: this stage is level-triggered";
-    for (const Client& client : clients) {
-        auto found = list->clients.find(client.local_port());
-        if (found == list->clients.end()) {
-            ADD_FAILURE() << client.name() << " is connected and served, but its socket is not in "
-                          << "the epoll interest list (the tfd lines of " << where << ")";
-            continue;
-        }
-        EXPECT_FALSE(found->second & EPOLLET)
-            << client.name() << "'s socket is registered with EPOLLET (events 0x" << std::hex
-            << found->second << std::dec << "): this stage is level-triggered";
-    }
-    std::set<unsigned> leaving;
-    for (int i = 0; i < 3; ++i) {
-        leaving.insert(clients[i].local_port());
-        clients[i].close();
-    }
-    std::vector<std::string> stale;
-    bool cleaned = eventually(answer_limit(), [&] {
-        stale.clear();
-        auto now = interest_list(server());
-        if (!now) return false;
-        for (const auto& [port, events] : now->clients)
-            if (leaving.count(port)) stale.push_back("port " + std::to_string(port));
-        return stale.empty();
-    });
-    EXPECT_TRUE(cleaned) << "3 of 5 clients left, and their sockets are still in the interest list ("
-                         << stale.size() << " stale entries, " << where << ")"
-                         << "\n  hint: when a client leaves, close its socket (close() removes it from "
-                            "epoll, as long as no other fd refers to it) and forget it";
+    battery::interest_list_tracks_clients(server(), clients, battery::Trigger::kLevel);
 }
 
 TEST_F(EpollLt, IdleInEpollWait) {
     MUXLAB_REQUIRE_PROC();
     std::vector<Client> clients = connect_served(2);
     ASSERT_FALSE(HasFailure());
-    for (pid_t task : proc::threads(server().pid())) {
-        auto idle = proc::idle_syscall(server().pid(), task);
-        ASSERT_TRUE(idle.has_value()) << "thread " << task << " never settled in a system call "
-                                      << "while every client was quiet (a busy loop?)";
-        EXPECT_TRUE(is_epoll_wait(*idle))
-            << "with 2 quiet clients connected, thread " << task << " waits in "
-            << proc::syscall_name(*idle) << ", not in epoll_wait (see /proc/" << server().pid() << "/task/" << task
-            << "/syscall)\n  hint: the one place this server sleeps is epoll_wait() with no "
-               "timeout: no sleep(), no poll(), no timer";
-    }
+    battery::idle_in_epoll_wait(server());
 }
 
 TEST_F(EpollLt, IdleAfterBackpressure) {
     MUXLAB_REQUIRE_PROC();
-    // A floods the server without reading until the server stops reading A;
-    // then A reads everything back. After that, nothing is left to write.
-    ConnectOptions small_buffer;
-    small_buffer.receive_buffer = 4096;
-    Client alice = connect("A (slow reader)", small_buffer);
-    std::string flood = binary_payload(8u << 20, 9);
-    size_t sent = battery::flood_until_stalled(alice, flood);
-    ASSERT_TRUE(alice.expect(std::string_view(flood).substr(0, sent), answer_limit() * 2))
-        << "\n  hint: A stopped reading, then read again: it must get every byte it sent, once";
-    auto activity = proc::idle_activity(server().pid());
-    ASSERT_TRUE(activity.has_value());
-    EXPECT_EQ(*activity, "")
-        << "A's echo was held back by a full socket buffer and has all been delivered; now the "
-           "server is idle, yet " << *activity
-        << "\n  hint: an empty socket buffer is writable nearly all the time: arm EPOLLOUT only "
-           "while output is queued, and disarm it (EPOLL_CTL_MOD) once the queue is empty";
-    auto list = interest_list(server());
-    ASSERT_TRUE(list.has_value());
-    auto found = list->clients.find(alice.local_port());
-    if (found != list->clients.end()) {
-        EXPECT_FALSE(found->second & EPOLLOUT)
-            << "A has nothing left to receive, yet its socket is still watched for EPOLLOUT "
-               "(/proc/" << server().pid() << "/fdinfo): disarm it once the output queue is empty";
-    }
+    battery::idle_after_backpressure(
+        server(), "an empty socket buffer is writable nearly all the time: arm EPOLLOUT only while output "
+                  "is queued, and disarm it (EPOLL_CTL_MOD) once the queue is empty");
 }
 
 TEST_F(EpollLt, SurvivesFdExhaustion) {

@@ -13,9 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/syscall.h>
 
-#include <map>
-#include <set>
-#include <sstream>
+#include <string>
 #include <vector>
 
 #include "harness/battery.hpp"
@@ -51,23 +49,9 @@ std::string left_behind(ServerProcess& server, const std::vector<Client>& client
     return seen;
 }
 
-/**
- * When the server's socket for @p client is watched without EPOLLOUT: echo
- * that waits in the server then has nothing to wake it. "" otherwise.
- */
-std::string output_stalled(ServerProcess& server, const Client& client) {
-    auto list = interest_list(server);
-    if (!list) return "";
-    auto found = list->clients.find(client.local_port());
-    if (found == list->clients.end() || (found->second & EPOLLOUT)) return "";
-    std::ostringstream text;
-    text << "\n  " << client.name() << " reads again, yet the server's socket for it is watched "
-         << "without EPOLLOUT (events 0x" << std::hex << found->second << std::dec
-         << "): the echo waiting in the server has nothing to wake it"
-         << "\n  hint: while output is queued, watch the socket for EPOLLOUT (EPOLL_CTL_MOD); "
-            "edge-triggered epoll reports it when room frees up";
-    return text.str();
-}
+/// How this stage arms EPOLLOUT, for output_stalled().
+constexpr const char* kEpolloutHint =
+    "while output is queued, watch the socket for EPOLLOUT (EPOLL_CTL_MOD); edge-triggered epoll reports it when room frees up";
 
 /// True when the server's socket for @p client is in CLOSE_WAIT: its end of file was never read.
 bool end_of_file_unread(ServerProcess& server, const Client& client) {
@@ -180,7 +164,7 @@ TEST_F(EpollEt, StoppedReaderDoesNotBlockOthers) {
     auto list = interest_list(server());
     auto found = list ? list->clients.find(clients[0].local_port()) : decltype(list->clients.end())();
     bool reading = list && found != list->clients.end() && (found->second & EPOLLIN);
-    std::string stalled = output_stalled(server(), clients[0]);
+    std::string stalled = output_stalled(server(), clients[0], kEpolloutHint);
     if (!stalled.empty() && !(reading && seen.find("sit unread") != std::string::npos))
         seen = queue_report(server(), clients) + stalled;
     FAIL() << "client A sent " << sent << " bytes without reading, then read again and did not get "
@@ -190,22 +174,7 @@ TEST_F(EpollEt, FiftyClientsAtOnce) { battery::many_clients_at_once(endpoint(), 
 
 TEST_F(EpollEt, FiftySimultaneousConnects) {
     MUXLAB_REQUIRE_PROC();
-    std::vector<Client> clients;
-    {
-        Frozen frozen(server());
-        ASSERT_TRUE(frozen.stopped()) << "could not pause the server with SIGSTOP";
-        for (int i = 0; i < 50; ++i) {
-            clients.push_back(connect("client " + std::to_string(i + 1)));
-            ASSERT_TRUE(clients.back().send("hello from " + clients.back().name() + "\n"));
-        }
-    }
-    for (Client& client : clients) {
-        if (client.expect("hello from " + client.name() + "\n")) continue;
-        ADD_FAILURE() << "50 clients connected and sent a line while the server was paused (SIGSTOP); "
-                      << "after it resumed, " << client.name() << " got no echo."
-                      << left_behind(server(), clients) << context();
-        break;
-    }
+    battery::fifty_simultaneous_connects(server(), left_behind);
 }
 
 TEST_F(EpollEt, BurstFullyRead) {
@@ -257,89 +226,21 @@ TEST_F(EpollEt, InterestListIsEdgeTriggered) {
     MUXLAB_REQUIRE_PROC();
     std::vector<Client> clients = connect_served(5);
     ASSERT_FALSE(HasFailure());
-    std::string where = "/proc/" + std::to_string(server().pid()) + "/fdinfo";
-    auto list = interest_list(server());
-    ASSERT_TRUE(list.has_value());
-    ASSERT_TRUE(list->has_epoll) << "the server has no epoll fd (anon_inode:[eventpoll] in /proc/"
-                                 << server().pid() << "/fd)\n  hint: epoll_create1(), then "
-                                 << "epoll_ctl(EPOLL_CTL_ADD) the listener and each client";
-    EXPECT_TRUE(list->listener_watched)
-        << "the listening socket is not in the epoll interest list (" << where << ")";
-    for (const Client& client : clients) {
-        auto found = list->clients.find(client.local_port());
-        if (found == list->clients.end()) {
-            ADD_FAILURE() << client.name() << " is connected and served, but its socket is not in "
-                          << "the epoll interest list (the tfd lines of " << where << ")";
-            continue;
-        }
-        EXPECT_TRUE(found->second & EPOLLET)
-            << client.name() << "'s socket is registered without EPOLLET (events 0x" << std::hex
-            << found->second << std::dec << " in " << where << "): this stage is edge-triggered"
-            << "\n  hint: OR EPOLLET into the events of every registration (EPOLL_CTL_ADD and "
-               "EPOLL_CTL_MOD, the listener and each client)";
-    }
-    std::set<unsigned> leaving;
-    for (int i = 0; i < 3; ++i) {
-        leaving.insert(clients[i].local_port());
-        clients[i].close();
-    }
-    std::vector<std::string> stale;
-    bool cleaned = eventually(answer_limit(), [&] {
-        stale.clear();
-        auto now = interest_list(server());
-        if (!now) return false;
-        for (const auto& [port, events] : now->clients)
-            if (leaving.count(port)) stale.push_back("port " + std::to_string(port));
-        return stale.empty();
-    });
-    EXPECT_TRUE(cleaned) << "3 of 5 clients left, and their sockets are still in the interest list ("
-                         << stale.size() << " stale entries, " << where << ")"
-                         << "\n  hint: when a client leaves, close its socket (close() removes it from "
-                            "epoll, as long as no other fd refers to it) and forget it";
+    battery::interest_list_tracks_clients(server(), clients, battery::Trigger::kEdge);
 }
 
 TEST_F(EpollEt, IdleInEpollWait) {
     MUXLAB_REQUIRE_PROC();
     std::vector<Client> clients = connect_served(2);
     ASSERT_FALSE(HasFailure());
-    for (pid_t task : proc::threads(server().pid())) {
-        auto idle = proc::idle_syscall(server().pid(), task);
-        ASSERT_TRUE(idle.has_value()) << "thread " << task << " never settled in a system call "
-                                      << "while every client was quiet (a busy loop?)";
-        EXPECT_TRUE(is_epoll_wait(*idle))
-            << "with 2 quiet clients connected, thread " << task << " waits in "
-            << proc::syscall_name(*idle) << ", not in epoll_wait (see /proc/" << server().pid() << "/task/" << task
-            << "/syscall)\n  hint: the one place this server sleeps is epoll_wait() with no "
-               "timeout: no sleep(), no poll(), no timer";
-    }
+    battery::idle_in_epoll_wait(server());
 }
 
 TEST_F(EpollEt, IdleAfterBackpressure) {
     MUXLAB_REQUIRE_PROC();
-    // A floods the server without reading until the server stops reading A;
-    // then A reads everything back. After that, nothing is left to write.
-    ConnectOptions small_buffer;
-    small_buffer.receive_buffer = 4096;
-    Client alice = connect("A (slow reader)", small_buffer);
-    std::string flood = binary_payload(8u << 20, 9);
-    size_t sent = battery::flood_until_stalled(alice, flood);
-    ASSERT_TRUE(alice.expect(std::string_view(flood).substr(0, sent), answer_limit() * 2))
-        << "\n  hint: A stopped reading, then read again: it must get every byte it sent, once";
-    auto activity = proc::idle_activity(server().pid());
-    ASSERT_TRUE(activity.has_value());
-    EXPECT_EQ(*activity, "")
-        << "A's echo was held back by a full socket buffer and has all been delivered; now the "
-           "server is idle, yet " << *activity
-        << "\n  hint: sleep in epoll_wait() until something happens; arm EPOLLOUT only while "
-           "output is queued, and disarm it (EPOLL_CTL_MOD) once the queue is empty";
-    auto list = interest_list(server());
-    ASSERT_TRUE(list.has_value());
-    auto found = list->clients.find(alice.local_port());
-    if (found != list->clients.end()) {
-        EXPECT_FALSE(found->second & EPOLLOUT)
-            << "A has nothing left to receive, yet its socket is still watched for EPOLLOUT "
-               "(/proc/" << server().pid() << "/fdinfo): disarm it once the output queue is empty";
-    }
+    battery::idle_after_backpressure(
+        server(), "sleep in epoll_wait() until something happens; arm EPOLLOUT only while output is "
+                  "queued, and disarm it (EPOLL_CTL_MOD) once the queue is empty");
 }
 
 TEST_F(EpollEt, SurvivesFdExhaustion) {

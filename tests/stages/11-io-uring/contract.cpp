@@ -269,34 +269,24 @@ TEST_F(IoUring, StopsOnSigterm) { battery::sigterm_stops(server()); }
 // the kernel, an accept and a recv complete, a send goes out. When it does not
 // come back, the failure says where the line stopped.
 TEST_F(IoUring, EchoesLine) {
-    std::vector<Client> clients;
-    clients.push_back(connect("alice"));
-    Client& alice = clients.front();
-    ASSERT_TRUE(alice.send("hello, echo\n"));
-    ::testing::AssertionResult echoed = alice.expect("hello, echo\n");
-    if (echoed) return;
-    std::string seen;
-    auto idle = proc::idle_syscall(server().pid(), server().pid(), quiet_window() * 4);
-    std::string queues = queue_report(server(), clients);
-    if (idle && *idle != SYS_io_uring_enter) {
-        seen = "\n  the server sleeps in " + proc::syscall_name(*idle) +
-               ", not in io_uring_enter: the requests it queued (the accept, the recvs) never reach "
-               "the kernel" + queues +
-               "\n  hint: every loop turn, submit what is queued and wait for a completion "
-               "(io_uring_submit_and_wait), then handle every completion that is there";
-    } else if (queues.find("accept queue") != std::string::npos) {
-        seen = queues + "\n  hint: no accept request completed: arm a multishot accept, submit it, and "
-                        "handle its completions (res is the new socket)";
-    } else if (!queues.empty()) {
-        seen = queues + "\n  hint: alice was accepted but her line was never received: arm a recv on "
-                        "every new socket, and submit it";
-    } else {
-        seen = "\n  the server took the connection and received the line (nothing waits in its "
-               "socket), but sent nothing back"
-               "\n  hint: queue the received bytes for the client and start a send of them; at most "
-               "one send per socket in flight, the next one from the previous one's completion";
-    }
-    FAIL() << echoed.message() << seen << context();
+    battery::echoes_line(server(), [](const battery::LineStop& stop) -> std::string {
+        if (stop.sleeps_in && *stop.sleeps_in != SYS_io_uring_enter)
+            return "\n  the server sleeps in " + proc::syscall_name(*stop.sleeps_in) +
+                   ", not in io_uring_enter: the requests it queued (the accept, the recvs) never reach "
+                   "the kernel" + stop.queues +
+                   "\n  hint: every loop turn, submit what is queued and wait for a completion "
+                   "(io_uring_submit_and_wait), then handle every completion that is there";
+        if (stop.never_accepted())
+            return stop.queues + "\n  hint: no accept request completed: arm a multishot accept, submit it, "
+                                 "and handle its completions (res is the new socket)";
+        if (stop.never_read())
+            return stop.queues + "\n  hint: alice was accepted but her line was never received: arm a recv on "
+                                 "every new socket, and submit it";
+        return "\n  the server took the connection and received the line (nothing waits in its socket), but "
+               "sent nothing back"
+               "\n  hint: queue the received bytes for the client and start a send of them; at most one send "
+               "per socket in flight, the next one from the previous one's completion";
+    });
 }
 TEST_F(IoUring, EchoesBinary) { battery::echoes_binary(endpoint()); }
 TEST_F(IoUring, PipelinedLines) { battery::pipelined_lines(endpoint()); }
