@@ -79,6 +79,8 @@ public:
     bool read_line(std::string* line, Millis within = answer_limit());
     /// Bytes already received but not yet consumed by an expect/read call.
     const std::string& unread() const { return pending_; }
+    /// True once a read has seen the connection end (EOF from the server, or a reset).
+    bool closed() const { return eof_ || error_ != 0; }
 
     /// Half-closes: shutdown(SHUT_WR); the server reads end-of-file.
     void shutdown_write();
