@@ -299,7 +299,8 @@ Message render(Protocol protocol, const Event& event) {
 struct Client {
     Client()
         : in_room(false), irc_user_given(false), discarding(false), dirty(false),
-          throttled(false), leaving(false), flush_first(false), queue_used(false) {}
+          throttled(false), leaving(false), flush_first(false), queue_used(false),
+          queue_kept(false) {}
 
     muxlab::Fd fd;
     uint32_t interest = 0;           ///< events currently registered with epoll
@@ -313,6 +314,7 @@ struct Client {
     bool leaving : 1;                ///< closed at the end of the loop turn
     bool flush_first : 1;            ///< try to send what is queued (ERROR line) before closing
     bool queue_used : 1;             ///< got output this turn: keep its queue's memory
+    bool queue_kept : 1;             ///< on Server::emptied_: an empty queue that kept its memory
     char nick_chars[kMaxNick];       ///< the nick as typed; its case is kept for display
 
     // Output: shared messages waiting for the socket to take them.
@@ -1169,8 +1171,8 @@ void Server::queue_emptied(Client& c) {
     c.output_head = 0;
     if (c.output.capacity() > kKeptQueue) {
         release_queue(c);
-    } else if (c.queue_used) {
-        c.queue_used = false;  // this turn's use; release_unused_queues() checks the next
+    } else if (!c.queue_kept) {
+        c.queue_kept = true;
         emptied_.push_back(&c);
     }
 }
@@ -1185,13 +1187,14 @@ void Server::release_queue(Client& c) {
 void Server::release_unused_queues() {
     size_t kept = 0;
     for (Client* c : emptied_) {
-        if (c->output_bytes > 0) continue;  // waiting for the socket: back here once drained
-        if (c->queue_used) {
-            c->queue_used = false;
+        if (c->output_bytes == 0 && c->queue_used) {
+            c->queue_used = false;  // used this turn: ask again at the end of the next
             emptied_[kept++] = c;
             continue;
         }
-        release_queue(*c);
+        c->queue_kept = false;
+        // Still waiting for the socket: queue_emptied() brings it back once drained.
+        if (c->output_bytes == 0) release_queue(*c);
     }
     emptied_.resize(kept);
 }
