@@ -297,6 +297,8 @@ Message render(Protocol protocol, const Event& event) {
  *        or std::vector allocates nothing).
  */
 struct Client {
+    // Bit-fields take no default member initializers before C++20: the
+    // constructor clears them.
     Client()
         : in_room(false), irc_user_given(false), discarding(false), dirty(false),
           throttled(false), leaving(false), flush_first(false), queue_used(false),
@@ -321,11 +323,11 @@ struct Client {
     uint32_t output_head = 0;        ///< first message not fully sent
     uint32_t output_offset = 0;      ///< bytes of output[output_head] already sent
     size_t output_bytes = 0;         ///< bytes queued and not yet sent (the sendq)
+    std::vector<Message> output;
 
     // Input: the unfinished tail of the last read, at most one line long
     // (or, while throttled, the lines not yet allowed to run).
     std::string input;
-    std::vector<Message> output;
 
     // Timers.
     Clock::time_point last_heard;    ///< for --idle-timeout
