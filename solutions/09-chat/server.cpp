@@ -14,6 +14,16 @@
  * set. Level-triggered epoll reminds us of whatever we left unread, so
  * nothing is lost; edge-triggered would make us keep that list ourselves.
  *
+ * The file reads top to bottom in layers, each knowing only the ones above:
+ *   - room events (Event): what happened in the room, before any wire format;
+ *   - one renderer per protocol (render_text, render_irc): the only places
+ *     that know what a text client or an IRC client reads;
+ *   - clients and the loop (Server::run): sockets, output queues, timers;
+ *     the loop moves bytes and never looks inside a message;
+ *   - the room (join_room, say, rename, ...): who hears an event;
+ *   - one command parser per protocol (on_text_line, on_irc_line): turn a
+ *     client's line into room actions and replies.
+ *
  * The loop turn, in order (see Server::run):
  *   1. epoll_wait, with a timeout that is the nearest timer, or forever;
  *   2. handle every ready fd: accept, read and run complete lines, note
@@ -24,14 +34,16 @@
  *      arrived during the turn; a client whose output still unsent passes
  *      --sendq is dropped (measured after the socket took what it could, so
  *      a burst that a reading client takes at once drops nobody);
- *   5. close the clients that left, and queue the "left" notices.
+ *   5. close the clients that left, and queue the "left" notices;
+ *   6. give back the queues no one used this turn.
  *
- * A broadcast line is formatted once, into a reference-counted immutable
- * buffer (Message), and every member's queue holds a pointer to it: a
- * message to 1,000 members costs one allocation, not 1,000 copies.
- * See notes/09-chat-room.md.
+ * A room event is rendered at most once per protocol, into a
+ * reference-counted immutable buffer (Message), and every member's queue
+ * holds a pointer to it: a line to 1,000 members costs two allocations at
+ * most (one per protocol), not 1,000 copies. See notes/09-chat-room.md.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -42,9 +54,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
-#include <list>
-#include <map>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -68,19 +80,53 @@ constexpr size_t kMaxNick = 16;             ///< longest nick
 constexpr size_t kReadChunk = 16 * 1024;    ///< one read per client per loop turn
 constexpr int kMaxEvents = 256;             ///< events taken per epoll_wait
 constexpr int kMaxIov = 64;                 ///< messages per sendmsg
+constexpr size_t kKeptQueue = 64;           ///< queue entries an emptied queue may keep for reuse
+constexpr size_t kTrimAfter = 1 << 20;      ///< bytes freed before the heap is trimmed
 constexpr auto kShutdownGrace = seconds(2); ///< how long shutdown waits for slow readers
 constexpr const char* kServerName = "muxlab";
 constexpr const char* kChannel = "#lobby";
 
-// ---- Messages: formatted once, shared by every queue that sends them -------
+/// The reply codes both protocols use: IRC's numerics (RFC 2812), which the
+/// text protocol borrows for its errors ("ERR 433 bob nickname in use").
+enum class Reply : int {
+    Welcome = 1,            ///< RPL_WELCOME: registration is complete
+    YourHost = 2,
+    Created = 3,
+    MyInfo = 4,
+    ISupport = 5,           ///< what the server supports (nick length, case mapping...)
+    UserModeIs = 221,
+    EndOfWho = 315,
+    ChannelModeIs = 324,
+    NoTopic = 331,
+    WhoReply = 352,
+    NamesReply = 353,       ///< RPL_NAMREPLY: a line of channel members
+    EndOfNames = 366,
+    EndOfBanList = 368,
+    NoSuchNick = 401,
+    NoSuchChannel = 403,
+    CannotSendToChannel = 404,
+    NoRecipient = 411,
+    NoTextToSend = 412,
+    InputTooLong = 417,
+    UnknownCommand = 421,
+    NoMotd = 422,
+    NoNicknameGiven = 431,
+    ErroneousNickname = 432,
+    NicknameInUse = 433,
+    NotOnChannel = 442,
+    NotRegistered = 451,
+    NeedMoreParams = 461,
+    AlreadyRegistered = 462,
+};
 
-/// One line ready to send (terminator included). Immutable, so sharing is safe.
-using Message = std::shared_ptr<const std::string>;
-
-Message make_message(std::string line, const char* terminator = "\n") {
-    line += terminator;
-    return std::make_shared<const std::string>(std::move(line));
+/// A reply code on the wire: always three digits ("001", "433").
+std::string code(Reply reply) {
+    char digits[8];
+    std::snprintf(digits, sizeof digits, "%03d", static_cast<int>(reply));
+    return digits;
 }
+
+// ---- Text helpers ---------------------------------------------------------------
 
 /// Replaces control bytes (below 0x20, and DEL) so that nothing one client
 /// types can move another client's cursor, clear its screen or retitle its
@@ -105,12 +151,13 @@ bool valid_nick(std::string_view nick) {
     return true;
 }
 
-/// Nicks are unique ignoring ASCII case: "Bob" and "bob" are one nick.
-std::string fold(std::string_view text) {
-    std::string folded(text);
-    for (char& c : folded)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return folded;
+char fold(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+/// Nicks (and the channel name) are compared ignoring ASCII case: "Bob"
+/// and "bob" are one nick.
+bool same_nick(std::string_view a, std::string_view b) {
+    return a.size() == b.size() &&
+           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return fold(x) == fold(y); });
 }
 
 /// Splits "word rest of line" at the first space.
@@ -120,48 +167,241 @@ std::pair<std::string_view, std::string_view> split_word(std::string_view text) 
     return {text.substr(0, space), text.substr(space + 1)};
 }
 
+std::string upper(std::string_view text) {
+    std::string result(text);
+    for (char& c : result)
+        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    return result;
+}
+
+// ---- Messages: formatted once, shared by every queue that sends them -------
+
+/// One line ready to send (terminator included). Immutable, so sharing is safe.
+using Message = std::shared_ptr<const std::string>;
+
+/// The two wire formats a client may speak; which one is fixed by the port
+/// it came in on.
+enum class Protocol : uint8_t { Text = 0, Irc = 1 };
+constexpr size_t kProtocols = 2;
+
+/// IRC ends lines with CR LF; the text protocol with LF (nc, telnet).
+Message make_message(std::string line, Protocol protocol) {
+    line += protocol == Protocol::Irc ? "\r\n" : "\n";
+    return std::make_shared<const std::string>(std::move(line));
+}
+
+// ---- Room events, and how each protocol renders them ------------------------
+
+/**
+ * @brief Something that happened in the room, or to one client, before any
+ *        wire format. The room decides who hears an event; render() decides
+ *        what each of them reads.
+ */
+struct Event {
+    enum class Kind : uint8_t {
+        Joined,       ///< nick entered the room
+        Said,         ///< nick said text to the room
+        Renamed,      ///< old_nick is now nick
+        Parted,       ///< nick left the room and stays connected (text: its reason)
+        Left,         ///< nick disconnected (text: the reason)
+        Whispered,    ///< nick said text to target alone
+        Closing,      ///< the server closes this connection (text: why)
+        LineTooLong,  ///< the line just received was longer than kMaxLine
+    };
+    Kind kind;
+    std::string_view nick;            ///< who did it ("*" before a client has one)
+    std::string_view text = {};
+    std::string_view old_nick = {};   ///< Renamed: the nick before
+    std::string_view target = {};     ///< Whispered: the receiver's nick
+    bool action = false;              ///< "/me waves" (IRC: CTCP ACTION)
+    bool notice = false;              ///< IRC NOTICE: never answered automatically
+};
+
+/// What a text client (nc, telnet) reads for @p event: lines for people.
+std::string render_text(const Event& event) {
+    std::string nick(event.nick);
+    std::string text(event.text);
+    switch (event.kind) {
+    case Event::Kind::Joined:
+        return "-!- " + nick + " joined";
+    case Event::Kind::Said:
+        return event.action ? "* " + nick + " " + text : "<" + nick + "> " + text;
+    case Event::Kind::Renamed:
+        return "-!- " + std::string(event.old_nick) + " is now " + nick;
+    case Event::Kind::Parted:
+        return "-!- " + nick + " left (part" + (text.empty() ? "" : ": " + text) + ")";
+    case Event::Kind::Left:
+        return "-!- " + nick + " left (" + text + ")";
+    case Event::Kind::Whispered:
+        return "*" + nick + "* " + (event.action ? "* " + nick + " " : "") + text;
+    case Event::Kind::Closing:
+        return "ERROR :" + text;
+    case Event::Kind::LineTooLong:
+        return "ERR " + code(Reply::InputTooLong) + " line too long";
+    }
+    return {};
+}
+
+/// ":nick!user@host", the source IRC puts in front of what a client did.
+std::string irc_prefix(std::string_view nick) {
+    std::string name(nick);
+    return ":" + name + "!" + name + "@" + kServerName;
+}
+
+/// A numeric reply from the server: ":muxlab 433 NICK text".
+std::string irc_numeric(Reply reply, std::string_view nick, const std::string& text) {
+    return std::string(":") + kServerName + " " + code(reply) + " " + std::string(nick) + " " +
+           text;
+}
+
+/// What an IRC client reads for @p event: RFC 2812 commands from the
+/// client that caused it.
+std::string render_irc(const Event& event) {
+    std::string text(event.text);
+    if (event.action) text = "\x01" "ACTION " + text + "\x01";
+    const char* verb = event.notice ? "NOTICE" : "PRIVMSG";
+    switch (event.kind) {
+    case Event::Kind::Joined:
+        return irc_prefix(event.nick) + " JOIN " + kChannel;
+    case Event::Kind::Said:
+        return irc_prefix(event.nick) + " " + verb + " " + kChannel + " :" + text;
+    case Event::Kind::Renamed:
+        return irc_prefix(event.old_nick) + " NICK :" + std::string(event.nick);
+    case Event::Kind::Parted:
+        return irc_prefix(event.nick) + " PART " + kChannel + " :" + text;
+    case Event::Kind::Left:
+        return irc_prefix(event.nick) + " QUIT :" + text;
+    case Event::Kind::Whispered:
+        return irc_prefix(event.nick) + " " + verb + " " + std::string(event.target) + " :" + text;
+    case Event::Kind::Closing:
+        return "ERROR :" + text;
+    case Event::Kind::LineTooLong:
+        return irc_numeric(Reply::InputTooLong, event.nick, ":Input line was too long");
+    }
+    return {};
+}
+
+/// @p event as a line of @p protocol, ready to queue.
+Message render(Protocol protocol, const Event& event) {
+    if (protocol == Protocol::Irc) return make_message(render_irc(event), protocol);
+    return make_message(render_text(event), protocol);
+}
+
 // ---- Clients -----------------------------------------------------------------
 
 /**
- * @brief One connection. Small on purpose: an idle client owns no buffers
- *        (an empty std::string or std::vector allocates nothing), so 10,000
- *        idle clients cost a few hundred bytes each.
+ * @brief One connection. Small on purpose (136 bytes): a room of 10,000
+ *        members is 10,000 of these. The nick is stored inline (nicks are at
+ *        most kMaxNick bytes), flags are single bits, the idle timer is two
+ *        pointers, and an idle client owns no buffers (an empty std::string
+ *        or std::vector allocates nothing).
  */
 struct Client {
+    // Bit-fields take no default member initializers before C++20: the
+    // constructor clears them.
+    Client()
+        : in_room(false), irc_user_given(false), discarding(false), dirty(false),
+          throttled(false), leaving(false), flush_first(false), queue_used(false),
+          queue_kept(false) {}
+
     muxlab::Fd fd;
-    bool irc = false;              ///< speaks IRC (came in on --irc-port)
-    std::string nick;              ///< empty until registered
-    bool in_room = false;          ///< receives room traffic (text: once named; IRC: after JOIN)
-    bool irc_user_given = false;   ///< IRC: USER received
+    uint32_t interest = 0;           ///< events currently registered with epoll
+    Protocol protocol = Protocol::Text;
+    uint8_t nick_length = 0;         ///< 0 until registered
+    bool in_room : 1;                ///< receives room traffic (text: once named; IRC: after JOIN)
+    bool irc_user_given : 1;         ///< IRC: USER received
+    bool discarding : 1;             ///< inside an overlong line: drop bytes up to its LF
+    bool dirty : 1;                  ///< on the flush list of this loop turn
+    bool throttled : 1;              ///< over the flood rate: not read until resume_time()
+    bool leaving : 1;                ///< closed at the end of the loop turn
+    bool flush_first : 1;            ///< try to send what is queued (ERROR line) before closing
+    bool queue_used : 1;             ///< got output this turn: keep its queue's memory
+    bool queue_kept : 1;             ///< on Server::emptied_: an empty queue that kept its memory
+    char nick_chars[kMaxNick];       ///< the nick as typed; its case is kept for display
+
+    // Output: shared messages waiting for the socket to take them.
+    uint32_t output_head = 0;        ///< first message not fully sent
+    uint32_t output_offset = 0;      ///< bytes of output[output_head] already sent
+    size_t output_bytes = 0;         ///< bytes queued and not yet sent (the sendq)
+    std::vector<Message> output;
 
     // Input: the unfinished tail of the last read, at most one line long
     // (or, while throttled, the lines not yet allowed to run).
     std::string input;
-    bool discarding = false;       ///< inside an overlong line: drop bytes up to its LF
-
-    // Output: shared messages waiting for the socket to take them.
-    std::vector<Message> output;
-    size_t output_head = 0;        ///< first message not fully sent
-    size_t output_offset = 0;      ///< bytes of output[output_head] already sent
-    size_t output_bytes = 0;       ///< bytes queued and not yet sent (the sendq)
-    bool dirty = false;            ///< on the flush list of this loop turn
-    uint32_t interest = 0;         ///< events currently registered with epoll
 
     // Timers.
-    Clock::time_point last_heard;              ///< for --idle-timeout
-    std::list<Client*>::iterator idle_place;   ///< position in Server::by_last_heard_
-    Clock::time_point flood_tat;               ///< flood control: see take_line_credit()
-    Clock::time_point resume_at;               ///< when a throttled client may go on
-    bool throttled = false;
+    Clock::time_point last_heard;    ///< for --idle-timeout
+    Client* idle_prev = nullptr;     ///< neighbours in the idle list (least recently heard first)
+    Client* idle_next = nullptr;
+    Clock::time_point flood_tat;     ///< flood control: see take_line_credit()
 
-    // Leaving: closed at the end of the loop turn.
-    bool leaving = false;
-    bool flush_first = false;      ///< try to send what is queued (ERROR line) before closing
-    std::string leave_reason;      ///< shown to the others: "-!- NICK left (REASON)"
-
-    bool registered() const { return !nick.empty(); }
+    std::string_view nick() const { return {nick_chars, nick_length}; }
+    void set_nick(std::string_view name) {
+        std::memcpy(nick_chars, name.data(), name.size());
+        nick_length = static_cast<uint8_t>(name.size());
+    }
+    bool registered() const { return nick_length > 0; }
     bool reading() const { return !throttled && !leaving; }
+    /// The name a reply addresses: the nick, or "*" before there is one (IRC's rule).
+    std::string_view addressee() const { return registered() ? nick() : "*"; }
 };
+
+/**
+ * @brief Where clients live: blocks of kBlock clients, each one allocation,
+ *        and a list of the free places. A client is 136 bytes with no malloc
+ *        header, and the clients sit side by side instead of between the
+ *        short-lived queues and messages of a busy turn, so the pages that
+ *        those leave behind are whole and can go back to the system. A block
+ *        is kept when its clients leave: the next ones reuse it.
+ */
+class ClientPool {
+public:
+    /// A client in its initial state.
+    Client& take() {
+        if (free_.empty()) grow();
+        Client* client = free_.back();
+        free_.pop_back();
+        return *client;
+    }
+    /// Closes @p client's socket and makes its place free for the next one.
+    void put_back(Client& client) {
+        client = Client();
+        free_.push_back(&client);
+    }
+    /// Gives back the free list's spare capacity (after a burst of leavers).
+    void shrink() { free_.shrink_to_fit(); }
+
+private:
+    static constexpr size_t kBlock = 256;
+    void grow() {
+        blocks_.push_back(std::make_unique<Client[]>(kBlock));
+        for (size_t i = kBlock; i-- > 0;) free_.push_back(&blocks_.back()[i]);
+    }
+    std::vector<std::unique_ptr<Client[]>> blocks_;
+    std::vector<Client*> free_;
+};
+
+/**
+ * @brief A row of the nick table: the nick folded to lower case (padded
+ *        with NULs) and its client. The row holds the name itself, so a
+ *        nick is taken exactly as long as its row exists; 24 bytes, where a
+ *        std::map<std::string, Client*> node costs 80.
+ */
+struct NickEntry {
+    char folded[kMaxNick];
+    Client* client;
+
+    std::string_view name() const { return {folded, strnlen(folded, kMaxNick)}; }
+    bool operator<(const NickEntry& other) const { return name() < other.name(); }
+};
+
+/// The row @p nick (at most kMaxNick bytes) has, or would have, in the table.
+NickEntry nick_entry(std::string_view nick, Client* client) {
+    NickEntry entry{};
+    for (size_t i = 0; i < nick.size() && i < kMaxNick; ++i) entry.folded[i] = fold(nick[i]);
+    entry.client = client;
+    return entry;
+}
 
 // ---- The server ----------------------------------------------------------------
 
@@ -172,6 +412,12 @@ struct Limits {
     long flood_lines = 20;   ///< lines per second (burst of as many); 0: no limit
 };
 
+/// A client to close at the end of the turn, and what the room is told.
+struct Leaver {
+    Client* client;
+    std::string reason;      ///< shown to the others: "-!- NICK left (REASON)"
+};
+
 class Server {
 public:
     Server(muxlab::Fd listener, muxlab::Fd irc_listener, muxlab::Fd signals, const Limits& limits);
@@ -179,15 +425,25 @@ public:
 
 private:
     // Events.
-    void accept_clients(int listen_fd, bool irc);
+    void accept_clients(int listen_fd, Protocol protocol);
     void on_readable(Client& c);
     void consume(Client& c, std::string_view data);
-    void on_line(Client& c, std::string_view line);
     void line_too_long(Client& c);
+    void on_line(Client& c, std::string_view line);
     void on_signal();
+    // The room.
+    void join_room(Client& c);
+    void say(Client& c, std::string_view text, bool action, bool notice);
+    void whisper(Client& from, Client& to, std::string_view text, bool action, bool notice);
+    void rename(Client& c, std::string_view name, bool announce);
+    void part_room(Client& c, std::string_view reason);
+    Client* find_nick(std::string_view nick);
+    void add_nick(Client& c);
+    void remove_nick(Client& c);
     // The text protocol.
     void on_text_line(Client& c, std::string_view line);
     void text_nick(Client& c, std::string_view name);
+    void text_error(Client& c, Reply reply, const std::string& text);
     // The IRC protocol.
     void on_irc_line(Client& c, std::string_view line);
     void irc_nick(Client& c, std::string_view name);
@@ -196,49 +452,56 @@ private:
     void irc_names(Client& c);
     void irc_privmsg(Client& c, std::string_view command, std::string_view target,
                      std::string_view text);
-    void irc_reply(Client& c, const char* numeric, const std::string& text);
+    void irc_reply(Client& c, Reply reply, const std::string& text);
     // Output.
     void send_to(Client& c, const Message& message);
-    void send_text(Client& c, std::string line) { send_to(c, make_message(std::move(line))); }
-    void broadcast(Client* except, const std::string& text_line, const std::string& irc_line);
+    void send_line(Client& c, std::string line) { send_to(c, make_message(std::move(line), c.protocol)); }
+    void deliver(Client& c, const Event& event) { send_to(c, render(c.protocol, event)); }
+    void broadcast(Client* except, const Event& event);
     void flush(Client& c);
+    void queue_emptied(Client& c);
+    void release_queue(Client& c);
+    void release_unused_queues();
+    void give_back_memory();
     void update_interest(Client& c);
     // Leaving.
     void leave(Client& c, std::string reason, bool flush_first);
     void close_leavers();
     // Timers.
+    void idle_append(Client& c);
+    void idle_remove(Client& c);
     bool take_line_credit(Client& c, Clock::time_point now);
+    Clock::time_point resume_time(const Client& c) const;
     int next_timeout_ms(Clock::time_point now) const;
     void fire_timers(Clock::time_point now);
-
-    Client* find_nick(std::string_view nick) {
-        auto found = nicks_.find(fold(nick));
-        return found == nicks_.end() ? nullptr : found->second;
-    }
-    static std::string irc_prefix(const Client& c) {
-        return ":" + c.nick + "!" + c.nick + "@" + kServerName;
-    }
 
     muxlab::Fd epoll_;
     muxlab::Fd listener_, irc_listener_, signals_;
     muxlab::Fd spare_fd_;   ///< kept open to be given up when accept() hits EMFILE
     Limits limits_;
 
-    std::vector<std::unique_ptr<Client>> clients_;   ///< indexed by fd
+    ClientPool pool_;
+    std::vector<Client*> clients_;     ///< indexed by fd; nullptr: not a client
     long client_count_ = 0;
-    std::map<std::string, Client*> nicks_;          ///< folded nick -> client (sorted for /who)
-    std::vector<Client*> dirty_;                    ///< clients with output to flush this turn
-    std::vector<Client*> leavers_;                  ///< clients to close at the end of this turn
-    std::list<Client*> by_last_heard_;              ///< least recently heard first
-    std::vector<Client*> throttled_;                ///< clients waiting for flood credit
+    std::vector<NickEntry> nicks_;     ///< registered clients, sorted by folded nick (for /who)
+    std::vector<Client*> dirty_;       ///< clients with output to flush this turn
+    std::vector<Client*> to_flush_;    ///< the turn's flush list (dirty_ swapped in, reused)
+    std::vector<Leaver> leavers_;      ///< clients to close at the end of this turn
+    std::vector<Client*> emptied_;     ///< clients whose queue emptied: freed unless used again
+    Client* idle_first_ = nullptr;     ///< the idle list: least recently heard first...
+    Client* idle_last_ = nullptr;      ///< ...and most recently heard last
+    std::vector<Client*> throttled_;   ///< clients waiting for flood credit
+    size_t freed_since_trim_ = 0;      ///< queue bytes freed since the heap was last trimmed
 
     bool shutting_down_ = false;
     Clock::time_point shutdown_deadline_;
 
-    // Messages every client may get, allocated once.
-    Message welcome_ = make_message("-!- welcome to muxlab chat; choose a nick with /nick NAME");
-    Message register_first_ = make_message("ERR 451 register first with /nick NAME");
-    Message shutting_down_message_ = make_message("ERROR :server shutting down");
+    // Text lines every text client may get, allocated once.
+    Message welcome_ = make_message("-!- welcome to muxlab chat; choose a nick with /nick NAME",
+                                    Protocol::Text);
+    Message register_first_ = make_message("ERR " + code(Reply::NotRegistered) +
+                                               " register first with /nick NAME",
+                                           Protocol::Text);
 };
 
 Server::Server(muxlab::Fd listener, muxlab::Fd irc_listener, muxlab::Fd signals,
@@ -268,7 +531,9 @@ Server::Server(muxlab::Fd listener, muxlab::Fd irc_listener, muxlab::Fd signals,
 int Server::run() {
     epoll_event events[kMaxEvents];
     for (;;) {
-        int ready = epoll_wait(epoll_.get(), events, kMaxEvents, next_timeout_ms(Clock::now()));
+        int timeout = next_timeout_ms(Clock::now());
+        if (timeout != 0 && freed_since_trim_ >= kTrimAfter) give_back_memory();
+        int ready = epoll_wait(epoll_.get(), events, kMaxEvents, timeout);
         if (ready < 0 && errno != EINTR) {
             muxlab::log_errno("epoll_wait");
             return 1;
@@ -276,9 +541,9 @@ int Server::run() {
         for (int i = 0; i < ready; ++i) {
             int fd = events[i].data.fd;
             if (fd == listener_.get()) {
-                accept_clients(fd, false);
+                accept_clients(fd, Protocol::Text);
             } else if (fd == irc_listener_.get()) {
-                accept_clients(fd, true);
+                accept_clients(fd, Protocol::Irc);
             } else if (fd == signals_.get()) {
                 on_signal();
             } else if (static_cast<size_t>(fd) < clients_.size() && clients_[fd] &&
@@ -299,13 +564,14 @@ int Server::run() {
         fire_timers(now);
 
         // Batching: whatever this turn queued goes out now, one sendmsg per client.
-        std::vector<Client*> to_flush;
-        to_flush.swap(dirty_);
-        for (Client* c : to_flush) {
+        to_flush_.swap(dirty_);
+        for (Client* c : to_flush_) {
             c->dirty = false;
             if (!c->leaving || c->flush_first) flush(*c);
         }
+        to_flush_.clear();
         close_leavers();
+        release_unused_queues();
 
         if (shutting_down_) {
             // Close each client once its goodbye is out; give up on slow readers at the deadline.
@@ -321,7 +587,7 @@ int Server::run() {
 
 // ---- Accepting -----------------------------------------------------------------
 
-void Server::accept_clients(int listen_fd, bool irc) {
+void Server::accept_clients(int listen_fd, Protocol protocol) {
     // Take a bounded batch: a connection storm must not stall the clients
     // already connected. Level-triggered epoll reports the rest next turn.
     for (int batch = 0; batch < 64; ++batch) {
@@ -357,16 +623,15 @@ void Server::accept_clients(int listen_fd, bool irc) {
             continue;
         }
         if (clients_.size() <= static_cast<size_t>(raw)) clients_.resize(raw + 1);
-        auto client = std::make_unique<Client>();
-        Client& c = *client;
+        Client& c = pool_.take();
         c.fd = std::move(fd);
-        c.irc = irc;
+        c.protocol = protocol;
         c.interest = EPOLLIN;
         c.last_heard = Clock::now();
-        c.idle_place = by_last_heard_.insert(by_last_heard_.end(), &c);
-        clients_[raw] = std::move(client);
+        idle_append(c);
+        clients_[raw] = &c;
         ++client_count_;
-        if (!irc) send_to(c, welcome_);
+        if (protocol == Protocol::Text) send_to(c, welcome_);  // IRC clients speak first
     }
 }
 
@@ -382,7 +647,8 @@ void Server::on_readable(Client& c) {
         return;
     }
     c.last_heard = Clock::now();
-    by_last_heard_.splice(by_last_heard_.end(), by_last_heard_, c.idle_place);
+    idle_remove(c);  // heard from now: to the back of the idle list
+    idle_append(c);
     consume(c, std::string_view(buffer, static_cast<size_t>(received)));
     update_interest(c);
 }
@@ -439,99 +705,157 @@ void Server::consume(Client& c, std::string_view data) {
 
 /// The overlong line is dropped; the connection stays usable.
 void Server::line_too_long(Client& c) {
-    if (c.irc)
-        irc_reply(c, "417", ":Input line was too long");
-    else
-        send_text(c, "ERR 417 line too long");
+    deliver(c, Event{Event::Kind::LineTooLong, c.addressee()});
 }
 
+/// A complete line goes to the parser of the client's protocol.
 void Server::on_line(Client& c, std::string_view line) {
-    if (c.irc)
+    if (c.protocol == Protocol::Irc)
         on_irc_line(c, line);
     else
         on_text_line(c, line);
 }
 
-// ---- The text protocol ------------------------------------------------------------
+// ---- The room: who hears what ------------------------------------------------------
+// The room knows members and events, never wire formats: each member reads
+// an event in its own protocol (broadcast and deliver render it).
+
+/// @p c enters the room; every other member hears of it.
+void Server::join_room(Client& c) {
+    c.in_room = true;
+    broadcast(&c, Event{Event::Kind::Joined, c.nick()});
+}
+
+/// @p c says @p text (already sanitized) to the room.
+void Server::say(Client& c, std::string_view text, bool action, bool notice) {
+    Event said{Event::Kind::Said, c.nick(), text};
+    said.action = action;
+    said.notice = notice;
+    broadcast(&c, said);
+}
+
+/// A private message: only @p to hears it.
+void Server::whisper(Client& from, Client& to, std::string_view text, bool action, bool notice) {
+    Event whispered{Event::Kind::Whispered, from.nick(), text};
+    whispered.target = to.nick();
+    whispered.action = action;
+    whispered.notice = notice;
+    deliver(to, whispered);
+}
+
+/// Gives @p c the nick @p name (checked: valid and free). With @p announce,
+/// @p c and, if it is in the room, every member hear of the change.
+void Server::rename(Client& c, std::string_view name, bool announce) {
+    char old_chars[kMaxNick];
+    std::string_view old(old_chars, c.nick_length);
+    std::memcpy(old_chars, c.nick_chars, c.nick_length);
+    remove_nick(c);
+    c.set_nick(name);
+    add_nick(c);
+    if (!announce) return;
+    Event renamed{Event::Kind::Renamed, c.nick()};
+    renamed.old_nick = old;
+    deliver(c, renamed);
+    if (c.in_room) broadcast(&c, renamed);
+}
+
+/// @p c leaves the room and stays connected; it hears its own PART too.
+void Server::part_room(Client& c, std::string_view reason) {
+    Event parted{Event::Kind::Parted, c.nick(), reason};
+    deliver(c, parted);
+    broadcast(&c, parted);
+    c.in_room = false;
+}
+
+/// The nick table is a vector of rows sorted by folded nick, searched by
+/// bisection. Adding or removing a row moves the rows after it (a memmove of
+/// at most 240 KB in a room of 10,000): cheap next to telling the room.
+Client* Server::find_nick(std::string_view nick) {
+    if (nick.size() > kMaxNick) return nullptr;  // no such nick can exist
+    NickEntry key = nick_entry(nick, nullptr);
+    auto place = std::lower_bound(nicks_.begin(), nicks_.end(), key);
+    return place != nicks_.end() && place->name() == key.name() ? place->client : nullptr;
+}
+
+void Server::add_nick(Client& c) {
+    NickEntry entry = nick_entry(c.nick(), &c);
+    nicks_.insert(std::lower_bound(nicks_.begin(), nicks_.end(), entry), entry);
+}
+
+void Server::remove_nick(Client& c) {
+    if (!c.registered()) return;
+    auto place = std::lower_bound(nicks_.begin(), nicks_.end(), nick_entry(c.nick(), &c));
+    if (place != nicks_.end() && place->client == &c) nicks_.erase(place);
+}
+
+// ---- The text protocol: a line is a command (/nick bob) or text for the room ----
+
+/// "ERR 433 bob nickname in use": a code for programs, words for people.
+void Server::text_error(Client& c, Reply reply, const std::string& text) {
+    send_line(c, "ERR " + code(reply) + " " + text);
+}
 
 void Server::on_text_line(Client& c, std::string_view line) {
     bool command = line[0] == '/' && !(line.size() > 1 && line[1] == '/');
     if (!command) {
         if (!c.registered()) return send_to(c, register_first_);
         if (line[0] == '/') line.remove_prefix(1);  // "//text" says "/text"
-        std::string text = sanitize(line);
-        broadcast(&c, "<" + c.nick + "> " + text,
-                  irc_prefix(c) + " PRIVMSG " + kChannel + " :" + text);
-        return;
+        return say(c, sanitize(line), false, false);
     }
     auto [word, rest] = split_word(line.substr(1));
-    std::string name = fold(word);
+    std::string name(word);
+    for (char& letter : name) letter = fold(letter);
     if (name == "nick") return text_nick(c, rest);
-    if (name == "ping") return send_text(c, "PONG " + sanitize(rest));
+    if (name == "ping") return send_line(c, "PONG " + sanitize(rest));
     if (name == "help") {
-        return send_text(c,
+        return send_line(c,
                          "-!- commands: /nick NAME, /who, /msg NICK TEXT, /me TEXT, /ping TOKEN, "
                          "/quit [REASON], /help; //text sends a line starting with /");
     }
     if (name == "quit") {
-        send_text(c, "ERROR :bye");
+        deliver(c, Event{Event::Kind::Closing, c.nick(), "bye"});
         return leave(c, rest.empty() ? "quit" : "quit: " + sanitize(rest), true);
     }
     if (name != "who" && name != "msg" && name != "me")
-        return send_text(c, "ERR 421 " + sanitize(word) + " unknown command");
+        return text_error(c, Reply::UnknownCommand, sanitize(word) + " unknown command");
     if (!c.registered()) return send_to(c, register_first_);
 
     if (name == "who") {
         std::string list = "-!- users:";
-        for (const auto& [key, member] : nicks_)
-            if (member->in_room) list += " " + member->nick;
-        return send_text(c, list);
+        for (const NickEntry& entry : nicks_)
+            if (entry.client->in_room) list += " " + std::string(entry.client->nick());
+        return send_line(c, list);
     }
-    if (name == "me") {
-        std::string text = sanitize(rest);
-        return broadcast(&c, "* " + c.nick + " " + text,
-                         irc_prefix(c) + " PRIVMSG " + kChannel + " :\x01" "ACTION " + text + "\x01");
-    }
+    if (name == "me") return say(c, sanitize(rest), true, false);
     // /msg NICK TEXT
     auto [target_nick, text] = split_word(rest);
     Client* target = find_nick(target_nick);
-    if (target == nullptr) return send_text(c, "ERR 401 " + sanitize(target_nick) + " no such nick");
-    if (text.empty()) return send_text(c, "ERR 412 no text to send");
-    if (target->irc)
-        send_to(*target, make_message(irc_prefix(c) + " PRIVMSG " + target->nick + " :" +
-                                          sanitize(text), "\r\n"));
-    else
-        send_text(*target, "*" + c.nick + "* " + sanitize(text));
+    if (target == nullptr)
+        return text_error(c, Reply::NoSuchNick, sanitize(target_nick) + " no such nick");
+    if (text.empty()) return text_error(c, Reply::NoTextToSend, "no text to send");
+    whisper(c, *target, sanitize(text), false, false);
 }
 
 void Server::text_nick(Client& c, std::string_view name) {
-    if (name.empty()) return send_text(c, "ERR 431 no nickname given");
-    if (!valid_nick(name)) return send_text(c, "ERR 432 " + sanitize(name) + " erroneous nickname");
+    if (name.empty()) return text_error(c, Reply::NoNicknameGiven, "no nickname given");
+    if (!valid_nick(name))
+        return text_error(c, Reply::ErroneousNickname, sanitize(name) + " erroneous nickname");
     Client* holder = find_nick(name);
     if (holder != nullptr && holder != &c)
-        return send_text(c, "ERR 433 " + std::string(name) + " nickname in use");
+        return text_error(c, Reply::NicknameInUse, std::string(name) + " nickname in use");
     if (!c.registered()) {
-        c.nick = name;
-        c.in_room = true;
-        nicks_[fold(name)] = &c;
-        send_text(c, "-!- welcome " + c.nick);
-        broadcast(&c, "-!- " + c.nick + " joined", irc_prefix(c) + " JOIN " + kChannel);
-        return;
+        c.set_nick(name);
+        add_nick(c);
+        send_line(c, "-!- welcome " + std::string(c.nick()));
+        return join_room(c);  // a text client is in the room once it has a name
     }
-    std::string old_prefix = irc_prefix(c);
-    std::string old = c.nick;
-    nicks_.erase(fold(old));
-    c.nick = name;
-    nicks_[fold(name)] = &c;
-    broadcast(nullptr, "-!- " + old + " is now " + c.nick, old_prefix + " NICK :" + c.nick);
+    rename(c, name, true);
 }
 
 // ---- The IRC protocol (a subset of RFC 2812 that real clients accept) ------------
 
-void Server::irc_reply(Client& c, const char* numeric, const std::string& text) {
-    std::string target = c.registered() ? c.nick : "*";
-    send_to(c, make_message(std::string(":") + kServerName + " " + numeric + " " + target + " " +
-                                text, "\r\n"));
+void Server::irc_reply(Client& c, Reply reply, const std::string& text) {
+    send_line(c, irc_numeric(reply, c.addressee(), text));
 }
 
 /// Splits an IRC line into its command and parameters; a parameter that
@@ -555,162 +879,144 @@ std::vector<std::string_view> irc_parse(std::string_view line) {
     return words;
 }
 
-std::string upper(std::string_view text) {
-    std::string result(text);
-    for (char& c : result)
-        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-    return result;
-}
-
 void Server::on_irc_line(Client& c, std::string_view line) {
     std::vector<std::string_view> words = irc_parse(line);
     if (words.empty()) return;
     std::string command = upper(words[0]);
     auto param = [&](size_t i) { return i < words.size() ? words[i] : std::string_view(); };
+    auto is_channel = [](std::string_view name) { return same_nick(name, kChannel); };
     bool ready = c.registered() && c.irc_user_given;
 
     if (command == "CAP" || command == "PONG") return;  // capabilities: none to negotiate
-    if (command == "PING") {
-        return send_to(c, make_message(std::string(":") + kServerName + " PONG " + kServerName +
-                                           " :" + sanitize(param(1)),
-                                       "\r\n"));
-    }
+    if (command == "PING")
+        return send_line(c, std::string(":") + kServerName + " PONG " + kServerName + " :" +
+                                sanitize(param(1)));
     if (command == "QUIT") {
-        send_to(c, make_message("ERROR :bye", "\r\n"));
+        deliver(c, Event{Event::Kind::Closing, c.addressee(), "bye"});
         return leave(c, words.size() > 1 ? "quit: " + sanitize(param(1)) : "quit", true);
     }
     if (command == "NICK") return irc_nick(c, param(1));
     if (command == "USER") {
-        if (c.irc_user_given) return irc_reply(c, "462", ":You may not reregister");
-        if (words.size() < 5) return irc_reply(c, "461", "USER :Not enough parameters");
+        if (c.irc_user_given) return irc_reply(c, Reply::AlreadyRegistered, ":You may not reregister");
+        if (words.size() < 5) return irc_reply(c, Reply::NeedMoreParams, "USER :Not enough parameters");
         c.irc_user_given = true;
         if (c.registered()) irc_welcome(c);
         return;
     }
-    if (!ready) return irc_reply(c, "451", ":You have not registered");
+    if (!ready) return irc_reply(c, Reply::NotRegistered, ":You have not registered");
 
     if (command == "JOIN") {
-        if (words.size() < 2) return irc_reply(c, "461", "JOIN :Not enough parameters");
+        if (words.size() < 2) return irc_reply(c, Reply::NeedMoreParams, "JOIN :Not enough parameters");
         std::string_view channels = param(1);
         while (!channels.empty()) {
             size_t comma = channels.find(',');
             std::string_view channel = channels.substr(0, comma);
             channels = comma == std::string_view::npos ? std::string_view() : channels.substr(comma + 1);
-            if (fold(channel) == kChannel)
+            if (is_channel(channel))
                 irc_join(c);
             else
-                irc_reply(c, "403", sanitize(channel) + " :No such channel");
+                irc_reply(c, Reply::NoSuchChannel, sanitize(channel) + " :No such channel");
         }
         return;
     }
     if (command == "PART") {
-        if (fold(param(1)) != kChannel) return irc_reply(c, "403", sanitize(param(1)) + " :No such channel");
-        if (!c.in_room) return irc_reply(c, "442", std::string(kChannel) + " :You're not on that channel");
-        std::string reason = sanitize(param(2));
-        std::string part = irc_prefix(c) + " PART " + kChannel + " :" + reason;
-        send_to(c, make_message(part, "\r\n"));
-        broadcast(&c, "-!- " + c.nick + " left (part" + (reason.empty() ? "" : ": " + reason) + ")",
-                  part);
-        c.in_room = false;
-        return;
+        if (!is_channel(param(1)))
+            return irc_reply(c, Reply::NoSuchChannel, sanitize(param(1)) + " :No such channel");
+        if (!c.in_room)
+            return irc_reply(c, Reply::NotOnChannel, std::string(kChannel) + " :You're not on that channel");
+        return part_room(c, sanitize(param(2)));
     }
     if (command == "PRIVMSG" || command == "NOTICE")
         return irc_privmsg(c, command, param(1), words.size() > 2 ? param(2) : std::string_view());
     if (command == "NAMES") return irc_names(c);
     if (command == "WHO") {
-        if (fold(param(1)) == kChannel) {
-            for (const auto& [key, member] : nicks_) {
+        if (is_channel(param(1))) {
+            for (const NickEntry& entry : nicks_) {
+                const Client* member = entry.client;
                 if (!member->in_room) continue;
-                irc_reply(c, "352", std::string(kChannel) + " " + member->nick + " " + kServerName +
-                                        " " + kServerName + " " + member->nick + " H :0 " +
-                                        member->nick);
+                std::string nick(member->nick());
+                irc_reply(c, Reply::WhoReply, std::string(kChannel) + " " + nick + " " + kServerName +
+                                                  " " + kServerName + " " + nick + " H :0 " + nick);
             }
         }
-        return irc_reply(c, "315", sanitize(param(1)) + " :End of WHO list");
+        return irc_reply(c, Reply::EndOfWho, sanitize(param(1)) + " :End of WHO list");
     }
     if (command == "MODE") {
-        if (fold(param(1)) == kChannel) {
+        if (is_channel(param(1))) {
             if (param(2).find('b') != std::string_view::npos)
-                return irc_reply(c, "368", std::string(kChannel) + " :End of channel ban list");
-            return irc_reply(c, "324", std::string(kChannel) + " +nt");
+                return irc_reply(c, Reply::EndOfBanList, std::string(kChannel) + " :End of channel ban list");
+            return irc_reply(c, Reply::ChannelModeIs, std::string(kChannel) + " +nt");
         }
-        if (fold(param(1)) == fold(c.nick)) {
-            if (words.size() == 2) irc_reply(c, "221", "+");
+        if (same_nick(param(1), c.nick())) {
+            if (words.size() == 2) irc_reply(c, Reply::UserModeIs, "+");
             return;  // user mode changes: accepted silently
         }
-        return irc_reply(c, "401", sanitize(param(1)) + " :No such nick/channel");
+        return irc_reply(c, Reply::NoSuchNick, sanitize(param(1)) + " :No such nick/channel");
     }
-    if (command == "TOPIC") return irc_reply(c, "331", std::string(kChannel) + " :No topic is set");
-    irc_reply(c, "421", sanitize(words[0]) + " :Unknown command");
+    if (command == "TOPIC") return irc_reply(c, Reply::NoTopic, std::string(kChannel) + " :No topic is set");
+    irc_reply(c, Reply::UnknownCommand, sanitize(words[0]) + " :Unknown command");
 }
 
 void Server::irc_nick(Client& c, std::string_view name) {
-    if (name.empty()) return irc_reply(c, "431", ":No nickname given");
-    if (!valid_nick(name)) return irc_reply(c, "432", sanitize(name) + " :Erroneous nickname");
+    if (name.empty()) return irc_reply(c, Reply::NoNicknameGiven, ":No nickname given");
+    if (!valid_nick(name)) return irc_reply(c, Reply::ErroneousNickname, sanitize(name) + " :Erroneous nickname");
     Client* holder = find_nick(name);
     if (holder != nullptr && holder != &c)
-        return irc_reply(c, "433", std::string(name) + " :Nickname is already in use");
+        return irc_reply(c, Reply::NicknameInUse, std::string(name) + " :Nickname is already in use");
     if (!c.registered()) {
-        c.nick = name;
-        nicks_[fold(name)] = &c;
+        c.set_nick(name);
+        add_nick(c);
         if (c.irc_user_given) irc_welcome(c);
         return;
     }
-    std::string old_prefix = irc_prefix(c);
-    std::string old = c.nick;
-    nicks_.erase(fold(old));
-    c.nick = name;
-    nicks_[fold(name)] = &c;
-    if (!c.irc_user_given) return;  // not welcomed yet: nobody knows the old nick
-    std::string change = old_prefix + " NICK :" + c.nick;
-    send_to(c, make_message(change, "\r\n"));
-    if (c.in_room) broadcast(&c, "-!- " + old + " is now " + c.nick, change);
+    // Not welcomed yet (no USER): nobody knows the old nick, so nobody is told.
+    rename(c, name, c.irc_user_given);
 }
 
 void Server::irc_welcome(Client& c) {
-    irc_reply(c, "001", ":Welcome to the muxlab chat " + irc_prefix(c).substr(1));
-    irc_reply(c, "002", std::string(":Your host is ") + kServerName + ", running muxlab-09");
-    irc_reply(c, "003", ":This server was created for the muxlab course");
-    irc_reply(c, "004", std::string(kServerName) + " muxlab-09 i nt");
-    irc_reply(c, "005", "CHANTYPES=# PREFIX=(o)@ NICKLEN=16 CHANNELLEN=16 CASEMAPPING=ascii "
-                        "NETWORK=muxlab :are supported by this server");
-    irc_reply(c, "422", ":MOTD File is missing; the room is " + std::string(kChannel));
+    irc_reply(c, Reply::Welcome, ":Welcome to the muxlab chat " + irc_prefix(c.nick()).substr(1));
+    irc_reply(c, Reply::YourHost, std::string(":Your host is ") + kServerName + ", running muxlab-09");
+    irc_reply(c, Reply::Created, ":This server was created for the muxlab course");
+    irc_reply(c, Reply::MyInfo, std::string(kServerName) + " muxlab-09 i nt");
+    irc_reply(c, Reply::ISupport, "CHANTYPES=# PREFIX=(o)@ NICKLEN=16 CHANNELLEN=16 CASEMAPPING=ascii "
+                                  "NETWORK=muxlab :are supported by this server");
+    irc_reply(c, Reply::NoMotd, ":MOTD File is missing; the room is " + std::string(kChannel));
 }
 
+/// IRC confirms a JOIN by echoing it, then lists the members (NAMES).
 void Server::irc_join(Client& c) {
     if (c.in_room) return;
-    c.in_room = true;
-    std::string join = irc_prefix(c) + " JOIN " + kChannel;
-    send_to(c, make_message(join, "\r\n"));
-    broadcast(&c, "-!- " + c.nick + " joined", join);
+    deliver(c, Event{Event::Kind::Joined, c.nick()});
+    join_room(c);
     irc_names(c);
 }
 
 /// 353 lines with every member, then 366; long rooms take several 353 lines.
 void Server::irc_names(Client& c) {
     std::string names;
-    for (const auto& [key, member] : nicks_) {
+    for (const NickEntry& entry : nicks_) {
+        const Client* member = entry.client;
         if (!member->in_room) continue;
         if (!names.empty()) names += ' ';
-        names += member->nick;
+        names += member->nick();
         if (names.size() > 400) {
-            irc_reply(c, "353", std::string("= ") + kChannel + " :" + names);
+            irc_reply(c, Reply::NamesReply, std::string("= ") + kChannel + " :" + names);
             names.clear();
         }
     }
-    if (!names.empty()) irc_reply(c, "353", std::string("= ") + kChannel + " :" + names);
-    irc_reply(c, "366", std::string(kChannel) + " :End of NAMES list");
+    if (!names.empty()) irc_reply(c, Reply::NamesReply, std::string("= ") + kChannel + " :" + names);
+    irc_reply(c, Reply::EndOfNames, std::string(kChannel) + " :End of NAMES list");
 }
 
 void Server::irc_privmsg(Client& c, std::string_view command, std::string_view target,
                          std::string_view text) {
     bool notice = command == "NOTICE";  // NOTICE never triggers an automatic reply
     if (target.empty()) {
-        if (!notice) irc_reply(c, "411", ":No recipient given (" + std::string(command) + ")");
+        if (!notice) irc_reply(c, Reply::NoRecipient, ":No recipient given (" + std::string(command) + ")");
         return;
     }
     if (text.empty()) {
-        if (!notice) irc_reply(c, "412", ":No text to send");
+        if (!notice) irc_reply(c, Reply::NoTextToSend, ":No text to send");
         return;
     }
     // "\1ACTION waves\1" is /me. Other CTCP requests (VERSION...) are not relayed.
@@ -722,41 +1028,33 @@ void Server::irc_privmsg(Client& c, std::string_view command, std::string_view t
         return;
     }
     std::string clean = sanitize(text);
-    std::string irc_text = action ? "\x01" "ACTION " + clean + "\x01" : clean;
     if (target[0] == '#') {
-        if (fold(target) != kChannel) {
-            if (!notice) irc_reply(c, "403", sanitize(target) + " :No such channel");
+        if (!same_nick(target, kChannel)) {
+            if (!notice) irc_reply(c, Reply::NoSuchChannel, sanitize(target) + " :No such channel");
             return;
         }
         if (!c.in_room) {
-            if (!notice) irc_reply(c, "404", std::string(kChannel) + " :Cannot send to channel");
+            if (!notice) irc_reply(c, Reply::CannotSendToChannel, std::string(kChannel) + " :Cannot send to channel");
             return;
         }
-        std::string text_line = action ? "* " + c.nick + " " + clean : "<" + c.nick + "> " + clean;
-        broadcast(&c, text_line, irc_prefix(c) + " " + std::string(command) + " " + kChannel +
-                                     " :" + irc_text);
-        return;
+        return say(c, clean, action, notice);
     }
     Client* to = find_nick(target);
     if (to == nullptr) {
-        if (!notice) irc_reply(c, "401", sanitize(target) + " :No such nick/channel");
+        if (!notice) irc_reply(c, Reply::NoSuchNick, sanitize(target) + " :No such nick/channel");
         return;
     }
-    if (to->irc)
-        send_to(*to, make_message(irc_prefix(c) + " " + std::string(command) + " " + to->nick +
-                                      " :" + irc_text,
-                                  "\r\n"));
-    else
-        send_text(*to, "*" + c.nick + "* " + (action ? "* " + c.nick + " " : "") + clean);
+    whisper(c, *to, clean, action, notice);
 }
 
-// ---- Output -------------------------------------------------------------------------
+// ---- Output: queues the loop flushes, blind to what the messages say ---------------
 
 /// Queues @p message for @p c; it goes out in this turn's flush. Nothing
 /// is written here: the socket may be full, and writing now would block the
 /// client whose line we are handling, or the whole room.
 void Server::send_to(Client& c, const Message& message) {
     if (c.leaving) return;
+    c.queue_used = true;
     //@hole 1 Queue the output
     //@ Handling alice's line makes output for bob, whose socket may be full right now.
     //@ Where does that output wait, in what order, and how does this turn's flush
@@ -771,25 +1069,21 @@ void Server::send_to(Client& c, const Message& message) {
     //@end
 }
 
-/// Sends an event to every room member but @p except: text users get
-/// @p text_line, IRC users @p irc_line.
-void Server::broadcast(Client* except, const std::string& text_line, const std::string& irc_line) {
+/// Tells @p event to every room member but @p except, each in its own protocol.
+void Server::broadcast(Client* except, const Event& event) {
     //@hole 3 One message, many queues
-    //@ A line for the room goes to every member but @p except, in the member's own
-    //@ form, and not to clients that have no nick yet or have left the channel. With
-    //@ 1,000 members, how many times do you format each form, and how many copies of
-    //@ it exist while 1,000 queues wait to send it?
-    // Each form is built once, on first use, and every queue shares it.
-    Message text, irc;
-    for (const auto& [key, member] : nicks_) {
+    //@ An event for the room goes to every member but @p except, rendered for the
+    //@ member's protocol (render()), and not to clients that have no nick yet or have
+    //@ left the channel. With 1,000 members, how many times do you render each form,
+    //@ and how many copies of it exist while 1,000 queues wait to send it?
+    // Each form is rendered once, on first use, and every queue shares it.
+    Message forms[kProtocols];
+    for (const NickEntry& entry : nicks_) {
+        Client* member = entry.client;
         if (member == except || !member->in_room) continue;
-        if (member->irc) {
-            if (!irc) irc = make_message(irc_line, "\r\n");
-            send_to(*member, irc);
-        } else {
-            if (!text) text = make_message(text_line);
-            send_to(*member, text);
-        }
+        Message& form = forms[static_cast<size_t>(member->protocol)];
+        if (!form) form = render(member->protocol, event);
+        send_to(*member, form);
     }
     //@end
 }
@@ -803,7 +1097,7 @@ void Server::flush(Client& c) {
     //@ The socket may take only part of them, or nothing (EAGAIN): what do you
     //@ remember so that the next flush starts at the right byte? Which errors mean
     //@ the client is gone, and why must the call never raise SIGPIPE? Once the
-    //@ queue is empty, what memory does an idle client give back?
+    //@ queue is empty, what happens to its memory (queue_emptied())?
     // One sendmsg() with everything queued (up to kMaxIov messages): a writev
     // that hands the kernel the shared buffers themselves, no copying.
     if (c.output_bytes > 0) {
@@ -832,7 +1126,7 @@ void Server::flush(Client& c) {
         while (left > 0) {
             size_t rest = c.output[c.output_head]->size() - c.output_offset;
             if (left < rest) {
-                c.output_offset += left;
+                c.output_offset += static_cast<uint32_t>(left);
                 break;
             }
             left -= rest;
@@ -840,10 +1134,7 @@ void Server::flush(Client& c) {
             c.output_offset = 0;
         }
         if (c.output_bytes == 0) {
-            c.output.clear();
-            c.output_head = 0;
-            // Lazy buffers: a client that is idle again gives its memory back.
-            if (c.output.capacity() > 4) std::vector<Message>().swap(c.output);
+            queue_emptied(c);
         } else if (c.output_head > 1024) {
             c.output.erase(c.output.begin(), c.output.begin() + c.output_head);
             c.output_head = 0;
@@ -865,6 +1156,66 @@ void Server::flush(Client& c) {
     }
     //@end
     update_interest(c);
+}
+
+/**
+ * An emptied queue keeps its memory while the client keeps getting output:
+ * in a busy room every member gets lines every turn, and freeing the vector
+ * each turn only to grow it again next turn would put a malloc and a free
+ * per member in every turn of the fan-out. A queue that grew past
+ * kKeptQueue entries (a burst) is freed at once, so the burst's memory is
+ * not held; a smaller one waits on emptied_ and is freed after a turn in
+ * which it got nothing (release_unused_queues()), so an idle client owns
+ * no buffer.
+ */
+void Server::queue_emptied(Client& c) {
+    c.output.clear();
+    c.output_head = 0;
+    if (c.output.capacity() > kKeptQueue) {
+        release_queue(c);
+    } else if (!c.queue_kept) {
+        c.queue_kept = true;
+        emptied_.push_back(&c);
+    }
+}
+
+void Server::release_queue(Client& c) {
+    freed_since_trim_ += c.output.capacity() * sizeof(Message);
+    std::vector<Message>().swap(c.output);
+}
+
+/// At the end of a turn: a queue on emptied_ that got output this turn is
+/// kept for the next; one that got nothing gives its memory back.
+void Server::release_unused_queues() {
+    size_t kept = 0;
+    for (Client* c : emptied_) {
+        if (c->output_bytes == 0 && c->queue_used) {
+            c->queue_used = false;  // used this turn: ask again at the end of the next
+            emptied_[kept++] = c;
+            continue;
+        }
+        c->queue_kept = false;
+        // Still waiting for the socket: queue_emptied() brings it back once drained.
+        if (c->output_bytes == 0) release_queue(*c);
+    }
+    emptied_.resize(kept);
+}
+
+/**
+ * Called when the loop is about to sleep after a burst (a room filling up:
+ * every join told to every member). The turn's lists, sized for the burst,
+ * are empty now and give their memory back. The burst's queues were freed
+ * in the middle of the heap, between live clients, where free() cannot
+ * return memory to the system; malloc_trim() returns every whole free page.
+ * It walks the heap, so it runs once per burst (kTrimAfter bytes freed),
+ * never per turn.
+ */
+void Server::give_back_memory() {
+    for (std::vector<Client*>* list : {&dirty_, &to_flush_, &emptied_})
+        if (list->empty()) std::vector<Client*>().swap(*list);
+    pool_.shrink();
+    malloc_trim(0);
+    freed_since_trim_ = 0;
 }
 
 /// Keeps the epoll interest set in step with what the client needs: EPOLLIN
@@ -893,34 +1244,38 @@ void Server::leave(Client& c, std::string reason, bool flush_first) {
     if (c.leaving) return;
     c.leaving = true;
     c.flush_first = flush_first;
-    c.leave_reason = std::move(reason);
-    by_last_heard_.erase(c.idle_place);
+    idle_remove(c);
     if (c.throttled) throttled_.erase(std::find(throttled_.begin(), throttled_.end(), &c));
-    leavers_.push_back(&c);
+    leavers_.push_back(Leaver{&c, std::move(reason)});
 }
 
 void Server::close_leavers() {
     while (!leavers_.empty()) {
-        std::vector<Client*> leaving;
+        std::vector<Leaver> leaving;
         leaving.swap(leavers_);
-        for (Client* c : leaving) {
+        // No list may keep a pointer to a client about to be freed.
+        emptied_.erase(std::remove_if(emptied_.begin(), emptied_.end(),
+                                      [](const Client* c) { return c->leaving; }),
+                       emptied_.end());
+        for (Leaver& leaver : leaving) {
+            Client* c = leaver.client;
             //@hole 5 Leaving at the end of the turn
             //@ The client is closed here, after every event of this turn was handled,
             //@ never in the middle of the turn: why? Before its socket closes, what do
-            //@ the nick table and the room need to hear? Telling the room may make more
-            //@ clients leave: which loop here takes care of them?
+            //@ the nick table and the room need to hear (an Event::Kind::Left with
+            //@ leaver.reason)? Telling the room may make more clients leave: which loop
+            //@ here takes care of them?
             if (c->registered()) {
-                nicks_.erase(fold(c->nick));
+                remove_nick(*c);
                 if (c->in_room && !shutting_down_) {
                     // Queued now, flushed next turn (epoll_wait will not sleep: dirty_ is not empty).
-                    const std::string& reason = c->leave_reason;
-                    broadcast(c, "-!- " + c->nick + " left (" + reason + ")",
-                              irc_prefix(*c) + " QUIT :" + reason);
+                    broadcast(c, Event{Event::Kind::Left, c->nick(), leaver.reason});
                 }
             }
             //@end
             int fd = c->fd.get();
-            clients_[fd].reset();  // closes the socket; close() also removes it from epoll
+            clients_[fd] = nullptr;
+            pool_.put_back(*c);  // closes the socket; close() also removes it from epoll
             --client_count_;
         }
     }
@@ -942,12 +1297,32 @@ void Server::on_signal() {
     shutdown_deadline_ = Clock::now() + kShutdownGrace;
     listener_.reset();
     irc_listener_.reset();
+    Event closing{Event::Kind::Closing, "*", "server shutting down"};
+    Message forms[kProtocols];  // one goodbye per protocol, shared by every client
     for (auto& slot : clients_) {
         if (!slot || slot->leaving) continue;
-        send_to(*slot, shutting_down_message_);
+        Message& form = forms[static_cast<size_t>(slot->protocol)];
+        if (!form) form = render(slot->protocol, closing);
+        send_to(*slot, form);
         update_interest(*slot);  // stop reading: we only flush from now on
     }
     //@end
+}
+
+/// The idle list: every client, least recently heard first, linked through
+/// the clients themselves (no node to allocate). Hearing from a client moves
+/// it to the back, so the front is always the next to time out.
+void Server::idle_append(Client& c) {
+    c.idle_prev = idle_last_;
+    c.idle_next = nullptr;
+    (idle_last_ ? idle_last_->idle_next : idle_first_) = &c;
+    idle_last_ = &c;
+}
+
+void Server::idle_remove(Client& c) {
+    (c.idle_prev ? c.idle_prev->idle_next : idle_first_) = c.idle_next;
+    (c.idle_next ? c.idle_next->idle_prev : idle_last_) = c.idle_prev;
+    c.idle_prev = c.idle_next = nullptr;
 }
 
 /**
@@ -960,21 +1335,26 @@ bool Server::take_line_credit(Client& c, Clock::time_point now) {
     if (limits_.flood_lines == 0) return true;
     auto cost = nanoseconds(seconds(1)) / limits_.flood_lines;
     Clock::time_point tat = std::max(c.flood_tat, now);
-    if (tat + cost - now > seconds(1)) {
-        c.resume_at = tat + cost - seconds(1);
-        return false;
-    }
+    if (tat + cost - now > seconds(1)) return false;  // resume_time() says when it may go on
     c.flood_tat = tat + cost;
     return true;
+}
+
+/// When a throttled client has credit for its next line again: when the
+/// clock is one second behind its credit plus one line's cost.
+Clock::time_point Server::resume_time(const Client& c) const {
+    auto cost = nanoseconds(seconds(1)) / std::max(limits_.flood_lines, 1L);
+    return c.flood_tat + cost - seconds(1);
 }
 
 /// The epoll_wait timeout: time to the nearest timer, or -1 (sleep until
 /// an event) when no timer is due. An idle server makes no system calls.
 int Server::next_timeout_ms(Clock::time_point now) const {
-    if (!dirty_.empty() || !leavers_.empty()) return 0;
+    // Output to flush, clients to close, queues to give back: one more turn at once.
+    if (!dirty_.empty() || !leavers_.empty() || !emptied_.empty()) return 0;
     //@hole 6 Timers that cost nothing while idle
     //@ epoll_wait's timeout is the only clock this loop has. Which deadlines can be
-    //@ due (the longest-idle client's, a throttled client's resume_at, shutdown's)?
+    //@ due (the longest-idle client's, a throttled client's resume_time(), shutdown's)?
     //@ How long may the loop sleep, rounded which way, and when may it sleep forever?
     //@ Why not wake every 100 ms and look, as this stub does?
     //@stub return 100;
@@ -982,9 +1362,9 @@ int Server::next_timeout_ms(Clock::time_point now) const {
     if (shutting_down_) {
         next = shutdown_deadline_;
     } else {
-        if (limits_.idle_timeout > 0 && !by_last_heard_.empty())
-            next = by_last_heard_.front()->last_heard + seconds(limits_.idle_timeout);
-        for (const Client* c : throttled_) next = std::min(next, c->resume_at);
+        if (limits_.idle_timeout > 0 && idle_first_ != nullptr)
+            next = idle_first_->last_heard + seconds(limits_.idle_timeout);
+        for (const Client* c : throttled_) next = std::min(next, resume_time(*c));
     }
     if (next == Clock::time_point::max()) return -1;  // nothing due: sleep until an event
     if (next <= now) return 0;
@@ -998,23 +1378,21 @@ void Server::fire_timers(Clock::time_point now) {
     if (shutting_down_) return;
     //@hole 6
     //@ (TODO 6) Which clients have been silent for limits_.idle_timeout seconds? The
-    //@ front of by_last_heard_ is the one heard from longest ago. Each gets
-    //@ "ERROR :idle timeout" before it leaves ("idle timeout").
+    //@ front of the idle list (idle_first_) is the one heard from longest ago. Each
+    //@ gets "ERROR :idle timeout" (an Event::Kind::Closing) before it leaves
+    //@ ("idle timeout").
     if (limits_.idle_timeout > 0) {
-        while (!by_last_heard_.empty() &&
-               by_last_heard_.front()->last_heard + seconds(limits_.idle_timeout) <= now) {
-            Client& c = *by_last_heard_.front();
-            if (c.irc)
-                send_to(c, make_message("ERROR :idle timeout", "\r\n"));
-            else
-                send_text(c, "ERROR :idle timeout");
-            leave(c, "idle timeout", true);  // also takes it off by_last_heard_
+        while (idle_first_ != nullptr &&
+               idle_first_->last_heard + seconds(limits_.idle_timeout) <= now) {
+            Client& c = *idle_first_;
+            deliver(c, Event{Event::Kind::Closing, c.addressee(), "idle timeout"});
+            leave(c, "idle timeout", true);  // also takes it off the idle list
         }
     }
     //@end
     std::vector<Client*> due;
     for (Client* c : throttled_)
-        if (c->resume_at <= now) due.push_back(c);
+        if (resume_time(*c) <= now) due.push_back(c);
     for (Client* c : due) {
         throttled_.erase(std::find(throttled_.begin(), throttled_.end(), c));
         c->throttled = false;
