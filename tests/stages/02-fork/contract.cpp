@@ -199,8 +199,15 @@ TEST_F(Fork, SurvivesChildExits) {
             ASSERT_FALSE(exit.has_value()) << died(i, *exit);
         }
         ASSERT_TRUE(connected);
-        ASSERT_TRUE(client.send("hello\n"));
-        ASSERT_TRUE(client.expect("hello\n"));
+        ::testing::AssertionResult echoed = client.send("hello\n");
+        if (echoed) echoed = client.expect("hello\n");
+        if (!echoed && i > 0) {
+            // The listener may outlive the signal by a moment: a connection
+            // taken into the backlog is reset when the dying parent closes it.
+            auto exit = server().wait_exit(answer_limit());
+            ASSERT_FALSE(exit.has_value()) << died(i, *exit);
+        }
+        ASSERT_TRUE(echoed);
         if (i == 0) {
             MUXLAB_REQUIRE_PROC();
             bool forked = eventually(answer_limit(), [&] { return !children().empty(); });
