@@ -102,7 +102,9 @@ if [ "$(id -u)" = 0 ] && command -v setpriv > /dev/null; then
         --only Iterative.EchoesLine --timeout 10 > "$work/unprivileged.out" 2> "$work/unprivileged.err"
     echo "--- claims_score, grader not root: $(grep '^Score:' "$work/unprivileged.out")"
     grep -q "1000/1000" "$work/unprivileged.out" "$work/unprivileged.err" && fail "unprivileged: the fake score got through"
-    grep -q "^Score: 0/" "$work/unprivileged.out" || fail "unprivileged: expected a score of 0"
+    # The ready line may or may not be scored before the server freezes the test process.
+    grep -q "^Score: " "$work/unprivileged.out" || fail "unprivileged: no Score line"
+    grep -Eq "^ +OK +Iterative.EchoesLine" "$work/unprivileged.out" && fail "unprivileged: EchoesLine passed"
 fi
 
 # The sandbox itself, seen from inside by a probe that reports and exits
