@@ -118,7 +118,19 @@ TEST_F(Fork, NoZombies) {
         ASSERT_TRUE(clients.back().send("bye\n"));
     }
     for (Client& client : clients) ASSERT_TRUE(client.expect("bye\n"));
-    for (Client& client : clients) client.close();  // all 20 leave in the same instant
+    // All 20 leave while the parent is stopped (only the parent: its children
+    // run on and exit), so their SIGCHLDs merge into one pending signal every
+    // time, not only when the exits happen to come close enough together.
+    kill(server().pid(), SIGSTOP);
+    bool parent_stopped = eventually(answer_limit(), [&] { return proc::state(server().pid()) == 'T'; });
+    for (Client& client : clients) client.close();
+    eventually(answer_limit(), [&] {
+        for (pid_t child : children())
+            if (proc::state(child) != 'Z') return false;
+        return true;
+    });
+    kill(server().pid(), SIGCONT);
+    ASSERT_TRUE(parent_stopped) << "could not stop the server with SIGSTOP";
     std::vector<pid_t> left;
     bool reaped = eventually(answer_limit(), [&] { return (left = children()).empty(); });
     size_t zombie_count = proc::zombies(server().pid()).size();
