@@ -36,6 +36,9 @@ using std::chrono::milliseconds;
 using std::chrono::nanoseconds;
 using std::chrono::seconds;
 
+/// The sooner of two epoll_wait timeouts, where -1 means none.
+int sooner(int a, int b) { return a < 0 ? b : b < 0 ? a : std::min(a, b); }
+
 // ---- Protocol constants ------------------------------------------------------
 
 constexpr size_t kMaxLine = 512;            ///< longest input line, LF included
@@ -44,6 +47,7 @@ constexpr size_t kReadChunk = 16 * 1024;    ///< one read per client per loop tu
 constexpr int kMaxEvents = 256;             ///< events taken per epoll_wait
 constexpr int kMaxIov = 64;                 ///< messages per sendmsg
 constexpr size_t kKeptQueue = 64;           ///< queue entries an emptied queue may keep for reuse
+constexpr auto kQueueKeep = milliseconds(100); ///< how long an emptied queue waits for more output
 constexpr size_t kTrimAfter = 1 << 20;      ///< bytes freed before the heap is trimmed
 constexpr auto kShutdownGrace = seconds(2); ///< how long shutdown waits for slow readers
 constexpr const char* kServerName = "muxlab";
@@ -278,7 +282,7 @@ struct Client {
     bool throttled : 1;              ///< over the flood rate: not read until resume_time()
     bool leaving : 1;                ///< closed at the end of the loop turn
     bool flush_first : 1;            ///< try to send what is queued (ERROR line) before closing
-    bool queue_used : 1;             ///< got output this turn: keep its queue's memory
+    bool queue_used : 1;             ///< got output since the last sweep: keep its queue's memory
     bool queue_kept : 1;             ///< on Server::emptied_: an empty queue that kept its memory
     char nick_chars[kMaxNick];       ///< the nick as typed; its case is kept for display
 
@@ -424,7 +428,8 @@ private:
     void flush(Client& c);
     void queue_emptied(Client& c);
     void release_queue(Client& c);
-    void release_unused_queues();
+    void release_unused_queues(Clock::time_point now);
+    int sweep_timeout_ms(Clock::time_point now) const;
     void give_back_memory();
     void update_interest(Client& c);
     // Leaving.
@@ -451,6 +456,7 @@ private:
     std::vector<Client*> to_flush_;    ///< the turn's flush list (dirty_ swapped in, reused)
     std::vector<Leaver> leavers_;      ///< clients to close at the end of this turn
     std::vector<Client*> emptied_;     ///< clients whose queue emptied: freed unless used again
+    Clock::time_point next_sweep_;     ///< when emptied_ is next looked at
     Client* idle_first_ = nullptr;     ///< the idle list: least recently heard first...
     Client* idle_last_ = nullptr;      ///< ...and most recently heard last
     std::vector<Client*> throttled_;   ///< clients waiting for flood credit
@@ -494,8 +500,9 @@ Server::Server(muxlab::Fd listener, muxlab::Fd irc_listener, muxlab::Fd signals,
 int Server::run() {
     epoll_event events[kMaxEvents];
     for (;;) {
-        int timeout = next_timeout_ms(Clock::now());
-        if (timeout != 0 && freed_since_trim_ >= kTrimAfter) give_back_memory();
+        Clock::time_point before_wait = Clock::now();
+        int timeout = sooner(next_timeout_ms(before_wait), sweep_timeout_ms(before_wait));
+        if (timeout != 0 && emptied_.empty() && freed_since_trim_ >= kTrimAfter) give_back_memory();
         int ready = epoll_wait(epoll_.get(), events, kMaxEvents, timeout);
         if (ready < 0 && errno != EINTR) {
             muxlab::log_errno("epoll_wait");
@@ -534,7 +541,7 @@ int Server::run() {
         }
         to_flush_.clear();
         close_leavers();
-        release_unused_queues();
+        if (now >= next_sweep_) release_unused_queues(now);
 
         if (shutting_down_) {
             // Close each client once its goodbye is out; give up on slow readers at the deadline.
@@ -1056,13 +1063,13 @@ void Server::flush(Client& c) {
 
 /**
  * An emptied queue keeps its memory while the client keeps getting output:
- * in a busy room every member gets lines every turn, and freeing the vector
- * each turn only to grow it again next turn would put a malloc and a free
- * per member in every turn of the fan-out. A queue that grew past
- * kKeptQueue entries (a burst) is freed at once, so the burst's memory is
- * not held; a smaller one waits on emptied_ and is freed after a turn in
- * which it got nothing (release_unused_queues()), so an idle client owns
- * no buffer.
+ * in a busy room every member gets lines every few milliseconds, and
+ * freeing the vector each time only to grow it again for the next line
+ * would put a malloc and a free per member into every line of the fan-out.
+ * A queue that grew past kKeptQueue entries (a burst) is freed at once, so
+ * the burst's memory is not held; a smaller one waits on emptied_ and is
+ * freed once kQueueKeep passed with no output for it
+ * (release_unused_queues()), so a client in a quiet room owns no buffer.
  */
 void Server::queue_emptied(Client& c) {
     c.output.clear();
@@ -1080,13 +1087,15 @@ void Server::release_queue(Client& c) {
     std::vector<Message>().swap(c.output);
 }
 
-/// At the end of a turn: a queue on emptied_ that got output this turn is
-/// kept for the next; one that got nothing gives its memory back.
-void Server::release_unused_queues() {
+/// The sweep, every kQueueKeep while queues wait on emptied_: a queue that
+/// got output since the last sweep is kept until the next; one that got
+/// nothing gives its memory back.
+void Server::release_unused_queues(Clock::time_point now) {
+    next_sweep_ = now + kQueueKeep;
     size_t kept = 0;
     for (Client* c : emptied_) {
         if (c->output_bytes == 0 && c->queue_used) {
-            c->queue_used = false;  // used this turn: ask again at the end of the next
+            c->queue_used = false;  // used lately: ask again at the next sweep
             emptied_[kept++] = c;
             continue;
         }
@@ -1220,14 +1229,21 @@ Clock::time_point Server::resume_time(const Client& c) const {
 /// The epoll_wait timeout: time to the nearest timer, or -1 (sleep until
 /// an event) when no timer is due. An idle server makes no system calls.
 int Server::next_timeout_ms(Clock::time_point now) const {
-    // Output to flush, clients to close, queues to give back: one more turn at once.
-    if (!dirty_.empty() || !leavers_.empty() || !emptied_.empty()) return 0;
+    // Output to flush, clients to close: one more turn at once.
+    if (!dirty_.empty() || !leavers_.empty()) return 0;
     // TODO 6: Timers that cost nothing while idle
     // epoll_wait's timeout is the only clock this loop has. Which deadlines can be
     // due (the longest-idle client's, a throttled client's resume_time(), shutdown's)?
     // How long may the loop sleep, rounded which way, and when may it sleep forever?
     // Why not wake every 100 ms and look, as this stub does?
     return 100;
+}
+
+/// The time to the next sweep of emptied queues, or -1 when none waits.
+int Server::sweep_timeout_ms(Clock::time_point now) const {
+    if (emptied_.empty()) return -1;
+    if (next_sweep_ <= now) return 0;
+    return static_cast<int>(std::chrono::ceil<milliseconds>(next_sweep_ - now).count());
 }
 
 void Server::fire_timers(Clock::time_point now) {
