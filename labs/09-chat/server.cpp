@@ -10,6 +10,8 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <fcntl.h>
@@ -584,6 +586,11 @@ void Server::accept_clients(int listen_fd, Protocol protocol) {
             (void)send(fd.get(), kFull, sizeof kFull - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
             continue;  // fd closes here
         }
+        // The loop already batches: one sendmsg per client per turn. Nagle's
+        // algorithm would hold the next turn's lines until the client ACKs
+        // the last, and a client that delays its ACK stalls them 40 ms.
+        int on = 1;
+        setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
         int raw = fd.get();
         epoll_event event{};
         event.events = EPOLLIN;
