@@ -212,12 +212,16 @@ std::optional<CpuUse> cpu_use(pid_t root) {
         if (fields.size() > 12) use.ticks += std::strtoul(fields[11].c_str(), nullptr, 10) +
                                              std::strtoul(fields[12].c_str(), nullptr, 10);
         for (pid_t tid : threads(pid)) {
-            std::ifstream status(task_dir(pid) + "/task/" + std::to_string(tid) + "/status");
+            std::string task = task_dir(pid) + "/task/" + std::to_string(tid);
+            std::ifstream status(task + "/status");
             for (std::string line; std::getline(status, line);) {
-                if (line.rfind("voluntary_ctxt_switches:", 0) == 0 ||
-                    line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
-                    use.context_switches += std::strtoul(line.c_str() + line.find(':') + 1, nullptr, 10);
+                if (line.rfind("voluntary_ctxt_switches:", 0) == 0)
+                    use.sleeps += std::strtoul(line.c_str() + line.find(':') + 1, nullptr, 10);
             }
+            // schedstat: nanoseconds on a CPU, nanoseconds waiting for one, time slices.
+            unsigned long long on_cpu = 0, waiting = 0;
+            std::ifstream schedstat(task + "/schedstat");
+            if (schedstat >> on_cpu >> waiting) use.runnable_ns += on_cpu + waiting;
         }
     }
     return use;
@@ -231,17 +235,23 @@ std::optional<std::string> idle_activity(pid_t root, Millis window) {
     if (!after) return std::nullopt;
     long hz = sysconf(_SC_CLK_TCK);
     unsigned long ticks = after->ticks - before->ticks;
-    unsigned long switches = after->context_switches - before->context_switches;
+    unsigned long sleeps = after->sleeps - before->sleeps;
+    auto runnable_ms = static_cast<long long>((after->runnable_ns - before->runnable_ns) / 1000000);
     double seconds = static_cast<double>(window.count()) / 1000.0;
-    // A busy loop burns a whole CPU (about hz ticks a second); a server that
-    // wakes up on a short timer switches context tens of times a second. An
-    // idle event loop does neither. Thresholds leave a wide margin both ways.
-    if (static_cast<double>(ticks) >= 0.1 * static_cast<double>(hz) * seconds)
-        return "it used " + std::to_string(ticks * 1000 / static_cast<unsigned long>(hz)) +
-               " ms of CPU in " + std::to_string(window.count()) + " ms with no client activity (a busy loop)";
-    if (static_cast<double>(switches) > 50.0 * seconds)
-        return "it woke up " + std::to_string(switches) + " times in " + std::to_string(window.count()) +
-               " ms with no client activity (a polling loop or a short timeout)";
+    // A server on a short timer goes to sleep and wakes tens of times a
+    // second (voluntary context switches). A busy loop never sleeps: it is
+    // on a CPU or waiting for one the whole window, and on a loaded machine
+    // it may get little CPU, so the time it was runnable is what tells it,
+    // not the CPU it got. An idle event loop does neither. Thresholds leave
+    // a wide margin both ways.
+    std::string quiet = " ms with no client activity";
+    if (static_cast<double>(sleeps) > 50.0 * seconds)
+        return "it woke up " + std::to_string(sleeps) + " times in " + std::to_string(window.count()) + quiet +
+               " (a polling loop or a short timeout)";
+    if (runnable_ms >= window.count() / 2 || static_cast<double>(ticks) >= 0.1 * static_cast<double>(hz) * seconds)
+        return "it never slept: it used " + std::to_string(ticks * 1000 / static_cast<unsigned long>(hz)) +
+               " ms of CPU and was running or waiting for a CPU " + std::to_string(runnable_ms) + " ms of " +
+               std::to_string(window.count()) + quiet + " (a busy loop)";
     return std::string();
 }
 

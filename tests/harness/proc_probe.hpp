@@ -95,7 +95,8 @@ std::optional<SocketFds> socket_fds(pid_t pid);
 /// CPU use of a whole process tree, cumulative.
 struct CpuUse {
     unsigned long ticks = 0;            ///< user + system clock ticks, all threads, all processes
-    unsigned long context_switches = 0; ///< voluntary + involuntary, all threads
+    unsigned long sleeps = 0;           ///< voluntary context switches (went to sleep), all threads
+    unsigned long long runnable_ns = 0; ///< time on a CPU or waiting for one (schedstat), all threads
 };
 std::optional<CpuUse> cpu_use(pid_t root);
 
