@@ -238,20 +238,20 @@ std::optional<std::string> idle_activity(pid_t root, Millis window) {
     unsigned long sleeps = after->sleeps - before->sleeps;
     auto runnable_ms = static_cast<long long>((after->runnable_ns - before->runnable_ns) / 1000000);
     double seconds = static_cast<double>(window.count()) / 1000.0;
-    // A server on a short timer goes to sleep and wakes tens of times a
-    // second (voluntary context switches). A busy loop never sleeps: it is
-    // on a CPU or waiting for one the whole window, and on a loaded machine
-    // it may get little CPU, so the time it was runnable is what tells it,
-    // not the CPU it got. An idle event loop does neither. Thresholds leave
-    // a wide margin both ways.
+    // A busy loop burns CPU; a server on a short timer goes to sleep and
+    // wakes tens of times a second (voluntary context switches). On a loaded
+    // machine a busy loop may get little CPU, but it never sleeps: it is on a
+    // CPU or waiting for one the whole window. An idle event loop does none
+    // of these. Thresholds leave a wide margin both ways.
     std::string quiet = " ms with no client activity";
+    bool never_slept = runnable_ms >= window.count() / 2 && static_cast<double>(sleeps) <= 50.0 * seconds;
+    if (static_cast<double>(ticks) >= 0.1 * static_cast<double>(hz) * seconds || never_slept)
+        return "it used " + std::to_string(ticks * 1000 / static_cast<unsigned long>(hz)) + " ms of CPU and was " +
+               "running or waiting for a CPU " + std::to_string(runnable_ms) + " ms of " +
+               std::to_string(window.count()) + quiet + " (a busy loop)";
     if (static_cast<double>(sleeps) > 50.0 * seconds)
         return "it woke up " + std::to_string(sleeps) + " times in " + std::to_string(window.count()) + quiet +
                " (a polling loop or a short timeout)";
-    if (runnable_ms >= window.count() / 2 || static_cast<double>(ticks) >= 0.1 * static_cast<double>(hz) * seconds)
-        return "it never slept: it used " + std::to_string(ticks * 1000 / static_cast<unsigned long>(hz)) +
-               " ms of CPU and was running or waiting for a CPU " + std::to_string(runnable_ms) + " ms of " +
-               std::to_string(window.count()) + quiet + " (a busy loop)";
     return std::string();
 }
 
